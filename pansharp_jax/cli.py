@@ -129,9 +129,12 @@ class ClassicalSource:
         label = getattr(classical, "TOOLBOX_NAMES", {}).get(key, key.upper())
 
         def run(scene: Scene) -> np.ndarray:
+            import jax
+
             fn = classical.METHODS[key]  # looked up at call time (tests patch it)
-            out = fn(None, scene.lrms, scene.pan, sensor=scene.sensor.name, ratio=scene.ratio)
-            return np.asarray(out, dtype=np.float64)
+            with jax.enable_x64(True):  # classical methods are cheap: run them toolbox-exact
+                out = fn(None, scene.lrms, scene.pan, sensor=scene.sensor.name, ratio=scene.ratio)
+                return np.asarray(out, dtype=np.float64)
 
         return Method(key, label, run, self.name)
 
@@ -331,7 +334,7 @@ def _load(args: argparse.Namespace) -> Scene:
 
     if args.sensor is not None:
         get_sensor(args.sensor)  # unknown sensor: fail before reading the file
-    return load_scene(args.input, keys=args.keys, sensor=args.sensor, ratio=args.ratio, bits=args.bits, pan_path=args.pan)
+    return load_scene(args.input, keys=args.keys, sensor=args.sensor, ratio=args.ratio, bits=args.bits, pan_path=args.pan, index=args.index)
 
 
 def _console() -> Any:
@@ -445,6 +448,7 @@ def _input_args(p: argparse.ArgumentParser) -> None:
     g.add_argument("--keys", metavar="lrms=A,pan=B[,gt=C]", help="variable names, instead of layout detection")
     g.add_argument("--ratio", type=int, help="PAN/MS resolution ratio (default: from the file or the sizes)")
     g.add_argument("--bits", type=int, help="radiometric depth, DN = value x (2**bits - 1) (default: from the file or sensor)")
+    g.add_argument("--index", type=int, default=0, help="sample of a multi-scene file (PanCollection h5), 0-based (default: 0)")
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -1,0 +1,78 @@
+"""Shared defaults of every training config (big_vision style: ``get_config()`` -> ConfigDict).
+
+Method configs (``configs/<method>_<dataset>.py``) start from these and set the model and
+the data. Every field can be overridden on the command line, e.g.
+``python -m pansharp_jax.train --config configs/fusionnet_wv3.py --config.optim.lr=1e-3``.
+Relative data paths are resolved under ``data.root`` or, when empty, ``$PANSHARP_DATA``.
+"""
+
+import ml_collections
+
+
+def get_config() -> ml_collections.ConfigDict:
+    c = ml_collections.ConfigDict()
+    c.seed = 0  # parameter init and per-step keys; also the data shuffling seed unless data.seed >= 0
+
+    # The method: registry name plus its sizes (method configs copy registry.default_config(name)).
+    c.model = ml_collections.ConfigDict({"name": "", "bands": 8})
+
+    c.data = ml_collections.ConfigDict()
+    c.data.kind = "panc"  # 'panc' (PanCollection h5), 'wald_scene' (full-res scene), 'arrays' (npz)
+    c.data.root = ""  # '' -> $PANSHARP_DATA
+    c.data.train = ""  # panc/arrays: training file
+    c.data.val = ""  # panc/arrays: validation file ('' -> no validation)
+    c.data.scale = 2047.0  # panc: DN of value 1.0 (the h5 stores DN): 2047 (11-bit), 1023 (GF2)
+    c.data.sensor = ""  # '' -> from the scene file / generic
+    c.data.ratio = 4
+    c.data.scene = ""  # wald_scene: the full-resolution scene file
+    c.data.patch = 64  # wald_scene: training patch side on the reduced PAN grid (multiple of ratio)
+    c.data.stride = 32
+    c.data.val_patch = 0  # wald_scene: validation tile side (0 -> patch)
+    c.data.holdout_side = "right"  # wald_scene: held-out (validation-only) region
+    c.data.holdout_fraction = 0.25
+    c.data.seed = -1  # shuffling seed; -1 -> c.seed
+
+    c.optim = ml_collections.ConfigDict()
+    c.optim.name = "adam"  # adam | adamw | sgd
+    c.optim.lr = 3e-4
+    c.optim.schedule = "constant"  # constant | cosine | step
+    c.optim.warmup_steps = 0
+    c.optim.decay_every = 0  # step schedule: lr *= decay_factor every decay_every steps
+    c.optim.decay_factor = 0.5
+    c.optim.min_lr_ratio = 0.0  # cosine floor, as a fraction of lr
+    c.optim.weight_decay = 0.0  # decoupled (AdamW); 0 = plain Adam
+    c.optim.grad_clip = 0.0  # global-norm clipping; 0 = off
+    c.optim.b1 = 0.9
+    c.optim.b2 = 0.999
+    c.optim.eps = 1e-8
+    c.optim.momentum = 0.9  # sgd only
+
+    c.loss = "l1"  # l1 | l2 (on the [0, 1] scale)
+    c.steps = 100_000
+    c.batch_size = 32  # global: summed over all devices and hosts
+    c.log_every = 50
+    c.eval_every = 1000
+
+    c.eval = ml_collections.ConfigDict()
+    c.eval.batch_size = 16
+    c.eval.max_examples = 0  # 0 = the whole validation set
+    c.eval.block = 32  # Q2n / Q_avg block (the toolbox's 32)
+    c.eval.cut = 0  # border cut; 0 for patches (the toolbox's 21 needs images >= 73 px)
+
+    c.checkpoint = ml_collections.ConfigDict()
+    c.checkpoint.every = 1000  # also saved after every evaluation and at the end
+    c.checkpoint.keep = 3  # latest checkpoints kept, plus the best one
+    c.checkpoint.best_metric = "ERGAS"
+    c.checkpoint.best_mode = "min"
+    c.checkpoint.async_save = True
+
+    c.logging = ml_collections.ConfigDict()
+    c.logging.enabled = True  # W&B on unless --no-wandb (offline when not logged in)
+    c.logging.project = "pansharp_jax"
+    c.logging.group = ""
+    c.logging.tags = ("baseline",)
+    c.logging.name = ""
+    c.logging.entity = ""
+    c.logging.images = 4  # fused samples in the W&B panel at every evaluation
+    c.logging.console = True  # rich progress bar
+    return c

@@ -1,0 +1,273 @@
+"""The training loop shared by every learned method.
+
+``train(config, workdir)`` builds the data sources and the model (through the registry),
+initialises or restores the state, runs ``config.steps`` updates with the jitted
+:func:`~pansharp_jax.train.step.train_step`, evaluates on the validation set every
+``config.eval_every`` steps with :func:`pansharp_jax.metrics.evaluate_reduced`, and saves
+checkpoints (latest ``keep`` plus the best by ``config.checkpoint.best_metric``).
+
+Reproducibility: the same config gives bit-identical parameters on CPU, and a run killed
+at any point and restarted with ``resume=True`` ends with the parameters of an
+uninterrupted run: the state (params, optimizer state, step, base key) and the data
+iterator state are restored, and the key and batch of step ``s`` depend only on the seed
+and ``s``.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+from pathlib import Path
+from typing import Any
+
+import jax
+import ml_collections
+import numpy as np
+
+from pansharp_jax.data import pipeline
+from pansharp_jax.errors import InputError
+from pansharp_jax.metrics import REDUCED_KEYS, evaluate_reduced
+from pansharp_jax.models import registry
+from pansharp_jax.train import parallel
+from pansharp_jax.train.checkpoint import Checkpointer
+from pansharp_jax.train.cli_args import config_to_dict
+from pansharp_jax.train.logging import RunLogger, image_panel
+from pansharp_jax.train.optim import make_optimizer
+from pansharp_jax.train.state import TrainState, step_rng
+from pansharp_jax.train.step import make_eval_step, make_train_step
+
+
+@dataclasses.dataclass
+class TrainResult:
+    """What :func:`train` returns.
+
+    Attributes:
+      state: the final :class:`TrainState` (arrays replicated over the mesh).
+      metrics: the last validation metrics (empty without a validation set).
+      train_metrics: the last logged training scalars.
+      history: ``(step, {"loss": ...})`` for every logged step of this run.
+      eval_history: ``(step, metrics)`` for every evaluation of this run.
+      best: ``(step, value)`` of the best evaluation by the best metric, or None.
+      start_step: the step this run started from (> 0 after a resume).
+    """
+
+    state: TrainState
+    metrics: dict[str, float]
+    train_metrics: dict[str, float]
+    history: list[tuple[int, dict[str, float]]]
+    eval_history: list[tuple[int, dict[str, float]]]
+    best: tuple[int, float] | None
+    start_step: int
+
+    @property
+    def params(self) -> Any:
+        """The final parameters as NumPy arrays."""
+        return parallel.to_host(self.state.params)
+
+
+def _get(cfg: Any, dotted: str, default: Any) -> Any:
+    node = cfg
+    for part in dotted.split("."):
+        if node is None or part not in node:
+            return default
+        node = node[part]
+    return node
+
+
+def init_state(config: ml_collections.ConfigDict, example: dict[str, np.ndarray], mesh: Any) -> tuple[TrainState, Any]:
+    """A fresh replicated :class:`TrainState` for ``config`` and the LR schedule.
+
+    ``example`` is a batch (NHWC NumPy) fixing the input shapes; parameters are drawn from
+    ``PRNGKey(config.seed)``.
+    """
+    model = registry.build_model(config.model)
+    tx, schedule = make_optimizer(config.optim, int(config.steps))
+    seed = int(config.seed)
+    ex = {k: np.asarray(example[k][:1]) for k in ("lrms", "pan", "lms")}
+
+    def create() -> TrainState:
+        init_key, run_key = jax.random.split(jax.random.PRNGKey(seed))
+        variables = model.init({"params": init_key}, ex["lrms"], ex["pan"], ex["lms"], train=False)
+        return TrainState.create(apply_fn=model.apply, params=variables["params"], tx=tx, rng=run_key)
+
+    state = jax.jit(create, out_shardings=parallel.replicated(mesh))()
+    return state, schedule
+
+
+def evaluate(
+    state: TrainState,
+    eval_fn: Any,
+    source: pipeline.Source,
+    info: pipeline.DataInfo,
+    config: ml_collections.ConfigDict,
+    mesh: Any,
+    *,
+    want_panel: int = 0,
+) -> tuple[dict[str, float], np.ndarray | None]:
+    """Mean validation metrics (``evaluate_reduced`` per image, averaged) and an image panel."""
+    sums: dict[str, float] = {}
+    count = 0
+    panel = None
+    batch_size = int(_get(config, "eval.batch_size", 8))
+    for local, valid in pipeline.iterate_in_order(source, batch_size, limit=int(_get(config, "eval.max_examples", 0))):
+        fused, losses = eval_fn(state, parallel.shard_batch(local, mesh))
+        fused, losses = parallel.to_host((fused, losses))
+        nv = len(valid)
+        ref = source.get_batch(valid)
+        scores = evaluate_reduced(
+            fused[:nv],
+            ref["gt"],
+            ratio=info.ratio,
+            max_dn=info.max_dn,
+            block=int(_get(config, "eval.block", 32)),
+            cut=int(_get(config, "eval.cut", 0)),
+        )
+        scores["loss"] = losses[:nv]
+        for k, v in scores.items():
+            sums[k] = sums.get(k, 0.0) + float(np.sum(np.asarray(v, np.float64)))
+        count += nv
+        if want_panel and panel is None:
+            k = min(want_panel, nv)
+            panel = image_panel(ref["lms"][:k], fused[:k], ref["gt"][:k], ref["pan"][:k], info.rgb)
+    return {k: v / max(count, 1) for k, v in sums.items()}, panel
+
+
+def train(
+    config: ml_collections.ConfigDict,
+    workdir: str | os.PathLike[str],
+    resume: bool = False,
+    wandb: bool = False,
+) -> TrainResult:
+    """Train the model of ``config`` in ``workdir``; see the module docstring.
+
+    Args:
+      config: the run config (``configs/default.py`` lists the fields).
+      workdir: checkpoints go to ``<workdir>/checkpoints``, W&B files to ``<workdir>/wandb``.
+      resume: continue from the latest checkpoint in ``workdir`` (a fresh start if none).
+        Without it, a ``workdir`` that already holds checkpoints is refused.
+      wandb: log to Weights & Biases (when ``config.logging.enabled`` too).
+
+    Returns:
+      A :class:`TrainResult` with the final state and metrics.
+    """
+    parallel.maybe_initialize_distributed()
+    workdir = Path(workdir)
+    workdir.mkdir(parents=True, exist_ok=True)
+    config = ml_collections.ConfigDict(config)  # a copy: the caller's config is untouched
+    cfg_dict = config_to_dict(config)
+    total = int(config.steps)
+    if total <= 0:
+        raise InputError(f"config.steps must be positive, got {total}")
+    mesh = parallel.make_mesh()
+    is_main = jax.process_index() == 0
+
+    train_src, val_src, info = pipeline.build_sources(config.data)
+    data_seed = int(_get(config, "data.seed", -1))
+    it = pipeline.BatchIterator(
+        train_src, int(config.batch_size), seed=data_seed if data_seed >= 0 else int(config.seed)
+    )
+
+    state, schedule = init_state(config, train_src.get_batch([0]), mesh)
+
+    ck = config.checkpoint
+    if val_src is not None and str(ck.best_metric) and str(ck.best_metric) not in (*REDUCED_KEYS, "loss"):
+        raise InputError(
+            f"checkpoint.best_metric {ck.best_metric!r} is not a validation metric: use one of {', '.join((*REDUCED_KEYS, 'loss'))}"
+        )
+    ckpt = Checkpointer(
+        workdir / "checkpoints",
+        keep=int(ck.keep),
+        best_metric=str(ck.best_metric) if val_src is not None else "",
+        mode=str(ck.best_mode),
+        async_save=bool(_get(config, "checkpoint.async_save", True)),
+    )
+    latest = ckpt.latest_step()
+    best: tuple[int, float] | None = None  # (step, value) of the best evaluation so far
+    if latest is not None and not resume:
+        raise InputError(
+            f"{workdir} already holds checkpoints (latest step {latest}): pass resume=True (--resume) or use a new workdir"
+        )
+    if latest is not None:
+        tree, data_state, saved_cfg = ckpt.restore(latest, state.arrays())
+        state = state.with_arrays(tree)
+        it.set_state(data_state)
+        best = ckpt.best()
+        now, then = _flat(cfg_dict), _flat(saved_cfg)
+        changed = sorted(k for k in set(now) | set(then) if now.get(k) != then.get(k))
+        if changed and is_main:
+            print(f"resuming step {latest} with a changed config: {', '.join(changed)}")
+    start = int(parallel.to_host(state.step))
+    base_key = parallel.to_host(state.rng)
+
+    logger = RunLogger(
+        cfg_dict,
+        workdir,
+        use_wandb=bool(wandb) and bool(_get(config, "logging.enabled", True)),
+        total_steps=total,
+        start_step=start,
+        project=str(_get(config, "logging.project", "pansharp_jax")),
+        group=str(_get(config, "logging.group", "")),
+        tags=tuple(_get(config, "logging.tags", ())),
+        name=str(_get(config, "logging.name", "")),
+        entity=str(_get(config, "logging.entity", "")),
+        is_main=is_main,
+        console=bool(_get(config, "logging.console", True)),
+    )
+    loss_name = str(config.loss)
+    train_step = make_train_step(mesh, loss=loss_name, schedule=schedule)
+    eval_fn = make_eval_step(mesh, loss=loss_name)
+    log_every = max(1, int(_get(config, "log_every", 50)))
+    eval_every = int(config.eval_every)
+    ckpt_every = int(_get(config, "checkpoint.every", 0))
+    best_metric, best_mode = str(ck.best_metric), str(ck.best_mode)
+    n_images = int(_get(config, "logging.images", 4))
+
+    history: list[tuple[int, dict[str, float]]] = []
+    eval_history: list[tuple[int, dict[str, float]]] = []
+    last_train: dict[str, float] = {}
+    last_eval: dict[str, float] = {}
+    step = start
+    try:
+        while step < total:
+            batch = parallel.shard_batch(next(it), mesh)
+            state, metrics = train_step(state, batch, step_rng(base_key, step))
+            step += 1
+            if step % log_every == 0 or step == total:
+                last_train = {k: float(v) for k, v in parallel.to_host(metrics).items()}
+                last_train["steps_per_sec"] = logger.steps_per_sec
+                history.append((step, last_train))
+                logger.log_scalars(step, last_train)
+                logger.advance(step, f"loss {last_train['loss']:.4g}")
+            else:
+                logger.advance(step)
+            do_eval = val_src is not None and eval_every > 0 and (step % eval_every == 0 or step == total)
+            eval_metrics = None
+            if do_eval:
+                eval_metrics, panel = evaluate(
+                    state, eval_fn, val_src, info, config, mesh, want_panel=n_images if logger.run else 0
+                )
+                last_eval = eval_metrics
+                eval_history.append((step, eval_metrics))
+                if best_metric in eval_metrics:
+                    value = eval_metrics[best_metric]
+                    if best is None or (value < best[1] if best_mode == "min" else value > best[1]):
+                        best = (step, value)
+                logger.log_eval(step, eval_metrics, panel)
+                if best is not None:
+                    logger.log_scalars(step, {best_metric: best[1]}, prefix="best/")
+            if eval_metrics is not None or (ckpt_every > 0 and step % ckpt_every == 0) or step == total:
+                ckpt.save(step, state.arrays(), it.get_state(), cfg_dict, metrics=eval_metrics)
+    finally:
+        ckpt.close()
+        logger.close()
+    return TrainResult(state, last_eval, last_train, history, eval_history, best, start)
+
+
+def _flat(d: Any, prefix: str = "") -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    if isinstance(d, dict):
+        for k, v in d.items():
+            out.update(_flat(v, f"{prefix}{k}."))
+    else:
+        out[prefix[:-1]] = d
+    return out

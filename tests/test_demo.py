@@ -22,8 +22,10 @@ from pansharp_jax.cli import main
 from pansharp_jax.data import demo
 from pansharp_jax.data.wald import wald_degrade
 
-# A subset keeps the test fast; `pansharp demo` itself runs every classical method.
-DEMO_METHODS = ["exp", "gsa", "mtf_glp_hpm"]
+# A subset keeps the test fast; `pansharp demo` itself runs every classical method and trains
+# FusionNet for DEMO_TRAIN_STEPS steps (here a few, enough to check the plumbing).
+DEMO_METHODS = ["exp", "gsa", "mtf_glp_hpm", "fusionnet"]
+TRAIN_STEPS = 4
 
 
 @pytest.fixture(scope="module")
@@ -34,7 +36,7 @@ def arrays() -> dict[str, np.ndarray]:
 @pytest.fixture(scope="module")
 def demo_out(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, int]:
     out = tmp_path_factory.mktemp("demo") / "demo_out"
-    rc = main(["demo", "--out", str(out), "--methods", ",".join(DEMO_METHODS), "--no-progress"])
+    rc = main(["demo", "--out", str(out), "--methods", ",".join(DEMO_METHODS), "--train-steps", str(TRAIN_STEPS), "--no-progress"])
     return out, rc
 
 
@@ -132,10 +134,38 @@ def test_demo_command_writes_everything(demo_out: tuple[Path, int]) -> None:
     with open(out / "rr_metrics.csv", newline="") as fh:
         rows = list(csv.DictReader(fh))
     assert [r["method"] for r in rows] == DEMO_METHODS
-    # grids, cells of 268 x 290 px under a 34 px header: rr = [GT, LRMS, PAN], [3 fused],
-    # [3 error maps] + 66 px colour bar; fr = [LRMS, PAN], [3 fused]
-    assert mpimg.imread(out / "rr_grid.png").shape[:2] == (34 + 3 * 290 + 66, 3 * 268)
-    assert mpimg.imread(out / "fr_grid.png").shape[:2] == (34 + 2 * 290, 3 * 268)
+    labels = {r["method"]: r["label"] for r in rr["results"]}
+    assert labels["fusionnet"] == "FusionNet (demo-trained)"
+    # grids, cells of 268 x 290 px under a 34 px header: rr = [GT, LRMS, PAN], [4 fused],
+    # [4 error maps] + 66 px colour bar; fr = [LRMS, PAN], [4 fused]
+    assert mpimg.imread(out / "rr_grid.png").shape[:2] == (34 + 3 * 290 + 66, 4 * 268)
+    assert mpimg.imread(out / "fr_grid.png").shape[:2] == (34 + 2 * 290, 4 * 268)
+
+
+def test_demo_training_run_is_a_checkpoint_workdir(demo_out: tuple[Path, int]) -> None:
+    """The demo's network trains on the GT-free full-resolution scene only, and its run is a
+    normal workdir that `--ckpt` restores (the FusionNet row is that checkpoint's product)."""
+    from pansharp_jax.models import fuse
+    from pansharp_jax.train.restore import restore_params
+
+    out, rc = demo_out
+    assert rc == 0
+    run = out / "fusionnet_demo"
+    restored = restore_params(run)
+    assert restored.step == TRAIN_STEPS and restored.model_config.name == "fusionnet"
+    with np.load(run / "train.npz") as z:
+        gt, lrms = z["gt"], z["lrms"]
+    # references are 32x32 cuts of the (rotated/mirrored) 64x64 full-resolution LRMS, never the 256x256 GT
+    assert gt.shape[1:] == (32, 32, 4) and lrms.shape[1:] == (8, 8, 4) and len(gt) == 8 * 45
+    fr_lrms = demo.demo_scene("fr").lrms.astype(np.float32)
+    np.testing.assert_array_equal(gt[0], fr_lrms[:32, :32])
+    sc = demo.demo_scene("rr")
+    fused = np.asarray(fuse(restored.params, sc.lrms.astype(np.float32), sc.pan.astype(np.float32), model_config=restored.model_config))
+    rr = json.loads((out / "rr_metrics.json").read_text())
+    ergas = next(r["metrics"]["ERGAS"] for r in rr["results"] if r["method"] == "fusionnet")
+    from pansharp_jax import metrics
+
+    assert abs(metrics.evaluate_reduced(fused.astype(np.float64), sc.gt, ratio=4, max_dn=2047.0)["ERGAS"] - ergas) < 1e-6
 
 
 def test_demo_scene_file_loads_back(demo_out: tuple[Path, int]) -> None:

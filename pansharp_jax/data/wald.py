@@ -113,6 +113,22 @@ def mtf_kernels(gains: Sequence[float], ratio: int, size: int = 41) -> np.ndarra
     return np.stack([_mtf_kernel(float(g), int(ratio), int(size)) for g in gains], axis=-1)
 
 
+def _small_kernel_rfft2(kern: jax.Array, hp: int, wp: int) -> jax.Array:
+    """``rfft2(kern, s=(hp, wp))`` of small (C, k, k) kernels as two DFT-matrix products.
+
+    Zero padding makes most of a full FFT wasted work: ``E_h @ K @ E_w^T`` with (hp, k) and
+    (wp//2 + 1, k) DFT matrices costs a fraction of it for k << hp, wp.
+    """
+    k = kern.shape[-1]
+    m = np.arange(k)
+    e_h = np.exp(-2j * np.pi * np.outer(np.arange(hp), m) / hp)
+    e_w = np.exp(-2j * np.pi * np.outer(np.arange(wp // 2 + 1), m) / wp)
+    cdt = jnp.result_type(kern.dtype, jnp.complex64)
+    # The barrier keeps XLA from constant-folding this (slow to compile, a huge constant).
+    kc = jax.lax.optimization_barrier(kern.astype(cdt))
+    return jnp.einsum("um,cmn,vn->cuv", jnp.asarray(e_h, cdt), kc, jnp.asarray(e_w, cdt))
+
+
 def _correlate_same_replicate(x: jax.Array, kernels: np.ndarray) -> jax.Array:
     """Per-channel 2-D correlation with replicate padding, output the size of ``x``.
 
@@ -121,18 +137,20 @@ def _correlate_same_replicate(x: jax.Array, kernels: np.ndarray) -> jax.Array:
     """
     k = kernels.shape[0]
     p = k // 2
-    pad = [(0, 0)] * (x.ndim - 3) + [(p, p), (p, p), (0, 0)]
-    xp = jnp.pad(x, pad, mode="edge")
-    hp, wp = xp.shape[-3], xp.shape[-2]
+    # Channels-first inside: the FFTs then run over contiguous axes (about 1.4x faster on CPU).
+    xc = jnp.moveaxis(x, -1, -3)
+    pad = [(0, 0)] * (xc.ndim - 2) + [(p, p), (p, p)]
+    xp = jnp.pad(xc, pad, mode="edge")
+    hp, wp = xp.shape[-2], xp.shape[-1]
     # Correlation = convolution with the flipped kernel; the toolbox kernels are
     # symmetric, but flip anyway so the function is right for any kernel.
-    kern = jnp.asarray(kernels[::-1, ::-1, :], dtype=x.dtype)
-    fx = jnp.fft.rfft2(xp, axes=(-3, -2))
-    fk = jnp.fft.rfft2(kern, s=(hp, wp), axes=(0, 1))
-    full = jnp.fft.irfft2(fx * fk, s=(hp, wp), axes=(-3, -2))
+    kern = jnp.asarray(np.moveaxis(kernels[::-1, ::-1, :], -1, 0), dtype=x.dtype)
+    fx = jnp.fft.rfft2(xp)
+    fk = _small_kernel_rfft2(kern, hp, wp)
+    full = jnp.fft.irfft2(fx * fk, s=(hp, wp))
     # Circular convolution of the padded image: rows [k-1, hp) are free of wrap-around
     # and correspond to output pixels [0, H).
-    return full[..., k - 1 :, k - 1 :, :].astype(x.dtype)
+    return jnp.moveaxis(full[..., k - 1 :, k - 1 :], -3, -1).astype(x.dtype)
 
 
 def mtf_filter(x: jax.Array, gains: Gains, ratio: int, size: int = 41) -> jax.Array:

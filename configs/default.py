@@ -76,3 +76,51 @@ def get_config() -> ml_collections.ConfigDict:
     c.logging.images = 4  # fused samples in the W&B panel at every evaluation
     c.logging.console = True  # rich progress bar
     return c
+
+
+def pancollection(
+    method: str,
+    dataset: str,
+    *,
+    lr: float,
+    batch_size: int,
+    steps: int,
+    loss: str = "l2",
+    decay_every: int = 0,
+    decay_factor: float = 0.5,
+    arg: str | None = None,
+) -> ml_collections.ConfigDict:
+    """A method trained on a PanCollection dataset (``wv3``, ``gf2``, ``qb``, ``wv2``).
+
+    Data: ``pancollection/training_<dataset>/{train,valid}_<dataset>.h5`` under ``data.root`` /
+    ``$PANSHARP_DATA`` (not distributed with this project). Adam with a step schedule when
+    ``decay_every`` > 0. ``arg == 'smoke'``: 20 steps to check a set-up end to end.
+    """
+    from pansharp_jax.data.sensors import get_sensor
+    from pansharp_jax.models import registry
+
+    sensor = get_sensor(dataset)
+    c = get_config()
+    c.model = registry.default_config(method)
+    c.model.bands = sensor.nbands
+    c.data.kind = "panc"
+    c.data.train = f"pancollection/training_{dataset}/train_{dataset}.h5"
+    c.data.val = f"pancollection/training_{dataset}/valid_{dataset}.h5"
+    c.data.scale = sensor.max_dn
+    c.data.sensor = sensor.name
+    c.loss = loss
+    c.optim.lr = lr
+    if decay_every:
+        c.optim.schedule = "step"
+        c.optim.decay_every = decay_every
+        c.optim.decay_factor = decay_factor
+    c.steps = steps
+    c.batch_size = batch_size
+    c.eval_every = 2000
+    c.checkpoint.every = 2000
+    c.logging.group = f"{method}_{dataset}"
+    c.logging.tags = (method, dataset, "reduced")
+    if arg == "smoke":
+        c.steps, c.eval_every, c.checkpoint.every, c.log_every = 20, 10, 10, 5
+        c.optim.warmup_steps = 0
+    return c

@@ -1,0 +1,1 @@
+"""Floor 1: shared neural-network layers (selective scan, ...)."""

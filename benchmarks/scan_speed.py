@@ -1,0 +1,132 @@
+"""Speed and peak memory of the selective-scan methods (sequential / associative / chunked).
+
+Usage::
+
+    python benchmarks/scan_speed.py [--lengths 4096 65536] [--runs 5] [--chunk 128]
+
+Shapes: batch 1, d = 64 channels, N = 16 states (``--d``, ``--n``, ``--batch`` change them).
+Each case (method x L x pass) runs in its own subprocess so its peak memory is its own:
+the subprocess imports JAX, builds the inputs, compiles (``jax.jit``; the warm-up call is
+not timed), then times ``--runs`` calls and reports the median as tokens/s (batch * L /
+seconds). "fwd" is ``selective_scan`` alone; "fwd+bwd" is ``jax.grad`` of ``sum(y)``
+with respect to u, delta, A, B and C (which includes its forward pass).
+
+Peak memory: the device's ``memory_stats()['peak_bytes_in_use']`` when the backend reports
+it (GPU/TPU); otherwise (the CPU) the growth of the subprocess's max RSS
+(``resource.getrusage``) from just before the inputs are built to the end, which includes
+compilation and the inputs themselves. The table says which was used.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import subprocess
+import sys
+
+CASES = [
+    ("sequential", False),
+    ("associative", False),
+    ("chunked", False),
+    ("chunked", True),  # remat
+]
+
+
+def _child(args: argparse.Namespace) -> None:
+    import resource
+    import statistics
+    import time
+
+    import jax
+    import jax.numpy as jnp
+
+    from pansharp_jax.nn.selective_scan import selective_scan
+
+    jax.block_until_ready(jnp.ones(4) + 1)  # backend up before the baseline
+    rss0 = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    dev = jax.devices()[0]
+    b, L, d, n = args.batch, args.length, args.d, args.n
+    k = jax.random.split(jax.random.PRNGKey(0), 5)
+    u = jax.random.normal(k[0], (b, L, d))
+    delta = jax.random.normal(k[1], (b, L, d)) - 2.0
+    A = -jnp.exp(jax.random.normal(k[2], (d, n)))
+    B = jax.random.normal(k[3], (b, L, n))
+    C = jax.random.normal(k[4], (b, L, n))
+    kw = dict(method=args.method, chunk=args.chunk, remat=args.remat)
+
+    if args.backward:
+        fn = jax.jit(jax.grad(lambda *a: jnp.sum(selective_scan(*a, **kw)), argnums=(0, 1, 2, 3, 4)))
+    else:
+        fn = jax.jit(lambda *a: selective_scan(*a, **kw))
+    jax.block_until_ready(fn(u, delta, A, B, C))  # compile + warm up
+    times = []
+    for _ in range(args.runs):
+        t0 = time.perf_counter()
+        jax.block_until_ready(fn(u, delta, A, B, C))
+        times.append(time.perf_counter() - t0)
+    sec = statistics.median(times)
+
+    stats = None
+    try:
+        stats = dev.memory_stats()
+    except Exception:  # noqa: BLE001 - backends without memory stats
+        stats = None
+    if stats and "peak_bytes_in_use" in stats:
+        peak, how = stats["peak_bytes_in_use"], "device peak_bytes_in_use"
+    else:
+        rss1 = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+        scale = 1 if sys.platform == "darwin" else 1024  # ru_maxrss: bytes on macOS, KiB on Linux
+        peak, how = (rss1 - rss0) * scale, "max-RSS growth"
+    print(json.dumps(dict(sec=sec, tok_s=b * L / sec, peak=peak, how=how, device=str(dev))))
+
+
+def main(argv: list[str] | None = None) -> None:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--lengths", type=int, nargs="+", default=[4096, 65536])
+    p.add_argument("--runs", type=int, default=5)
+    p.add_argument("--chunk", type=int, default=128)
+    p.add_argument("--d", type=int, default=64)
+    p.add_argument("--n", type=int, default=16)
+    p.add_argument("--batch", type=int, default=1)
+    p.add_argument("--methods", nargs="+", default=None, help="subset of: sequential associative chunked chunked+remat")
+    # child-only options
+    p.add_argument("--child", action="store_true", help=argparse.SUPPRESS)
+    p.add_argument("--method", help=argparse.SUPPRESS)
+    p.add_argument("--remat", action="store_true", help=argparse.SUPPRESS)
+    p.add_argument("--backward", action="store_true", help=argparse.SUPPRESS)
+    p.add_argument("--length", type=int, help=argparse.SUPPRESS)
+    args = p.parse_args(argv)
+    if args.child:
+        _child(args)
+        return
+
+    import jax
+
+    print(f"device: {jax.devices()[0]} ({jax.default_backend()})")
+    print(f"batch {args.batch}, d {args.d}, N {args.n}, chunk {args.chunk}, median of {args.runs} runs after compile")
+    header = f"{'method':<16}{'L':>7}  {'pass':<8}{'ms':>10}{'Mtok/s':>10}{'peak MiB':>10}"
+    rows, device, how = [], None, None
+    for method, remat in CASES:
+        name = method + ("+remat" if remat else "")
+        if args.methods and name not in args.methods:
+            continue
+        for L in args.lengths:
+            for backward in (False, True):
+                cmd = [sys.executable, __file__, "--child", "--method", method, "--length", str(L), "--runs", str(args.runs),
+                       "--chunk", str(args.chunk), "--d", str(args.d), "--n", str(args.n), "--batch", str(args.batch)]
+                cmd += ["--remat"] * remat + ["--backward"] * backward
+                res = subprocess.run(cmd, capture_output=True, text=True)
+                pas = "fwd+bwd" if backward else "fwd"
+                if res.returncode != 0:
+                    line = f"{name:<16}{L:>7}  {pas:<8}  failed: {res.stderr.strip().splitlines()[-1] if res.stderr.strip() else res.returncode}"
+                else:
+                    r = json.loads(res.stdout.strip().splitlines()[-1])
+                    device, how = r["device"], r["how"]
+                    line = f"{name:<16}{L:>7}  {pas:<8}{r['sec'] * 1e3:>10.1f}{r['tok_s'] / 1e6:>10.3f}{r['peak'] / 2**20:>10.0f}"
+                rows.append(line)
+                print(line if len(rows) > 1 else f"{header}\n{line}", flush=True)
+    print(f"device: {device}; peak memory: {how}")
+
+
+if __name__ == "__main__":
+    main()

@@ -203,7 +203,7 @@ class ModelSource:
             path = Path(weights)
             if not path.is_file():
                 raise InputError(f"weights file not found: {path}")
-            if name not in convert.METHODS:
+            if name not in convert.IMPORTABLE:
                 raise InputError(f"no importer for released {label} weights ({path.name}); use --ckpt WORKDIR")
             params, cfg = convert.import_weights(name, path)
             origin = f"weights {path.name}"

@@ -19,6 +19,7 @@ unexpected or mis-shaped tensors raise InputError.
 
 from __future__ import annotations
 
+import importlib
 import re
 from collections.abc import Mapping
 from pathlib import Path
@@ -27,15 +28,24 @@ from typing import Any
 import jax
 import jax.numpy as jnp
 import ml_collections
+
 import numpy as np
 
 from pansharp_jax.errors import InputError
 from pansharp_jax.models import registry
 from pansharp_jax.models.torch_reader import load_torch_state_dict, read_torch_checkpoint
 
-__all__ = ["METHODS", "convert", "import_weights", "infer_config", "load_torch_state_dict", "read_torch_checkpoint"]
+__all__ = ["IMPORTABLE", "METHODS", "convert", "import_weights", "infer_config", "load_torch_state_dict", "read_torch_checkpoint"]
 
 METHODS = ("pnn", "pannet", "dicnn", "msdcnn", "drpnn", "fusionnet", "lagnet")
+
+# Networks with their own importer module: name -> "python.module:function(path) -> (params, cfg)"
+_OWN_IMPORTERS: dict[str, str] = {
+    "fusionmamba": "pansharp_jax.models.convert_fusionmamba:import_fusionmamba",
+}
+
+IMPORTABLE = (*METHODS, *_OWN_IMPORTERS)
+"""Every method whose released PyTorch weights :func:`import_weights` reads."""
 
 
 def _method(method: str) -> str:
@@ -184,6 +194,10 @@ def import_weights(method: str, path: str | Path) -> tuple[dict[str, Any], ml_co
     The band count and sizes come from the tensor shapes (e.g. 8 bands for the WV2/WV3
     files, 4 for QB/WV4).
     """
+    key = str(method).strip().lower().replace("-", "_")
+    if key in _OWN_IMPORTERS:
+        module_name, attr = _OWN_IMPORTERS[key].split(":")
+        return getattr(importlib.import_module(module_name), attr)(path)
     m = _method(method)
     sd = load_torch_state_dict(path)
     cfg = infer_config(m, sd)

@@ -51,6 +51,8 @@ _ENTRIES: dict[str, str] = {
     "drpnn": "pansharp_jax.models.cnn_baselines:DRPNN_ENTRY",
     "fusionnet": "pansharp_jax.models.cnn_baselines:FUSIONNET_ENTRY",
     "lagnet": "pansharp_jax.models.cnn_baselines:LAGNET_ENTRY",
+    "fusionmamba": "pansharp_jax.models.fusion_mamba:FUSIONMAMBA_ENTRY",
+    "le_mamba": "pansharp_jax.models.le_mamba:LE_MAMBA_ENTRY",
 }
 
 

@@ -1,0 +1,41 @@
+"""LE-Mamba for MHIF on CAVE x4: 31-band LR-HSI + RGB HR-MSI guide -> 31-band HR-HSI.
+
+The network gets the upsampled LR-HSI as ``lms`` (31 bands) and the RGB HR-MSI as its guide
+(the ``pan`` input, ``model.guide_bands = 3``). Recipe as ``le_mamba_wv3.py``.
+
+Data: placeholder. The MHIF data pipeline (CAVE patches, HR-MSI simulation) comes later; until
+then ``data.kind = 'arrays'`` reads ``cave/train_cave_x4.npz`` / ``cave/test_cave_x4.npz`` under
+``data.root`` / ``$PANSHARP_DATA`` (not distributed): NHWC ``lrms`` (N, h, w, 31), ``pan``
+(N, 4 h, 4 w, 3) RGB guide, ``gt`` (N, 4 h, 4 w, 31), optional ``lms``, all on [0, 1].
+``data.scale`` 65535 (16-bit CAVE PNGs) is the DN of 1.0 used by the DN-based metrics.
+"""
+
+import ml_collections
+
+from pansharp_jax.models import registry
+from pansharp_jax.train.cli_args import load_sibling
+
+
+def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
+    default = load_sibling(__file__, "default")
+    wv3 = load_sibling(__file__, "le_mamba_wv3")
+    c = default.get_config()
+    c.model = registry.default_config("le_mamba")
+    c.model.bands = 31
+    c.model.guide_bands = 3
+    c.data.kind = "arrays"
+    c.data.train = "cave/train_cave_x4.npz"
+    c.data.val = "cave/test_cave_x4.npz"
+    c.data.ratio = 4
+    c.data.sensor = ""
+    c.data.scale = 65535.0
+    c.steps = 150_000
+    c.batch_size = 32
+    c.eval_every = 2000
+    c.checkpoint.every = 2000
+    c.logging.group = "le_mamba_cave_x4"
+    c.logging.tags = ("le_mamba", "cave", "mhif", "x4")
+    wv3.le_mamba_recipe(c)
+    if arg == "smoke":
+        c.steps, c.eval_every, c.checkpoint.every, c.log_every = 20, 10, 10, 5
+    return c

@@ -47,7 +47,11 @@ def get_config() -> ml_collections.ConfigDict:
     c.optim.eps = 1e-8
     c.optim.momentum = 0.9  # sgd only
 
-    c.loss = "l1"  # l1 | l2 (on the [0, 1] scale)
+    c.loss = "l1"  # l1 | l2 | fft | dwt | hybrid (on the [0, 1] scale)
+    # weights and options of loss = 'hybrid' (train/losses.py): l1*L1 + l2*MSE + fft*Fourier-L1 + dwt*wavelet-L1
+    c.loss_weights = ml_collections.ConfigDict(
+        {"l1": 1.0, "l2": 0.0, "fft": 0.1, "dwt": 0.1, "wavelet": "haar", "levels": 2, "fft_norm": "ortho"}
+    )
     c.steps = 100_000
     c.batch_size = 32  # global: summed over all devices and hosts
     c.log_every = 50

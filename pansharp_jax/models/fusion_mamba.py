@@ -51,7 +51,8 @@ if_devide_out=True, use_norm=True``, no in/out projection biases:
 The S6 recurrence is :func:`pansharp_jax.nn.selective_scan.selective_scan`. Config knobs
 (numerics identical up to float rounding):
 
-* ``scan_method``: ``'associative'`` (default; O(log L) depth, the accelerator choice; keeps
+* ``scan_method``: ``'auto'`` (imported checkpoints: ``'sequential'`` on CPU, else
+  ``'associative'``), ``'associative'`` (config default; O(log L) depth, the accelerator choice; keeps
   several (N, L, d, d_state) arrays), ``'sequential'`` (a ``lax.scan`` over tokens: the
   cheapest to compile and the fastest on CPU; two (N, L, d, d_state) arrays) or ``'chunked'``
   (``scan_chunk`` tokens per step: the least memory). ``scan_remat``: recompute chunk
@@ -588,8 +589,12 @@ def _build(cfg: ml_collections.ConfigDict) -> FusionMamba:
         raise InputError(f"model config 'fusionmamba': variant must be one of {', '.join(VARIANTS)}, got {variant!r}")
     method = str(cfg.get("scan_method", "associative"))
     known = tuple(getattr(_ss, "METHODS", ("sequential", "associative", "chunked")))
-    if method not in known:
-        raise InputError(f"model config 'fusionmamba': scan_method must be one of {', '.join(known)}, got {method!r}")
+    if method not in (*known, "auto"):
+        raise InputError(
+            f"model config 'fusionmamba': scan_method must be auto or one of {', '.join(known)}, got {method!r}"
+        )
+    if method == "auto":  # resolved when the module is built, i.e. on the backend that runs it
+        method = "sequential" if jax.default_backend() == "cpu" else "associative"
     directions = str(cfg.get("scan_directions", "auto"))
     if directions not in ("auto", "batched", "serial"):
         raise InputError(

@@ -28,6 +28,7 @@ from pansharp_jax.data import pipeline
 from pansharp_jax.errors import InputError
 from pansharp_jax.metrics import REDUCED_KEYS, evaluate_reduced
 from pansharp_jax.models import registry
+from pansharp_jax.train import losses as loss_lib
 from pansharp_jax.train import parallel
 from pansharp_jax.train.checkpoint import Checkpointer
 from pansharp_jax.train.cli_args import config_to_dict
@@ -213,9 +214,9 @@ def train(
         is_main=is_main,
         console=bool(_get(config, "logging.console", True)),
     )
-    loss_name = str(config.loss)
-    train_step = make_train_step(mesh, loss=loss_name, schedule=schedule)
-    eval_fn = make_eval_step(mesh, loss=loss_name)
+    loss_fn = loss_lib.loss_from_config(config)  # config.loss (+ config.loss_weights for 'hybrid')
+    train_step = make_train_step(mesh, loss=loss_fn, schedule=schedule)
+    eval_fn = make_eval_step(mesh, loss=loss_fn)
     log_every = max(1, int(_get(config, "log_every", 50)))
     eval_every = int(config.eval_every)
     ckpt_every = int(_get(config, "checkpoint.every", 0))

@@ -34,7 +34,7 @@ def train_step(
     batch: dict[str, jax.Array],
     rng: jax.Array,
     *,
-    loss: str = "l1",
+    loss: str | losses.LossFn = "l1",
     schedule: optax.Schedule | None = None,
 ) -> tuple[TrainState, Metrics]:
     """One optimizer update on ``batch`` with key ``rng`` (dropout etc.).
@@ -42,7 +42,7 @@ def train_step(
     Returns the new state and ``{"loss", "grad_norm", "param_norm"[, "lr"]}`` (scalars;
     ``lr`` is the rate used for this update).
     """
-    loss_fn = losses.get_loss(loss)
+    loss_fn = loss if callable(loss) else losses.get_loss(loss)
 
     def objective(params: Any) -> jax.Array:
         fused = forward(state, params, batch, train=True, rng=rng)
@@ -57,16 +57,18 @@ def train_step(
     return new_state, metrics
 
 
-def eval_step(state: TrainState, batch: dict[str, jax.Array], *, loss: str = "l1") -> tuple[jax.Array, jax.Array]:
+def eval_step(
+    state: TrainState, batch: dict[str, jax.Array], *, loss: str | losses.LossFn = "l1"
+) -> tuple[jax.Array, jax.Array]:
     """(fused images, per-sample loss) for an evaluation batch."""
     fused = forward(state, state.params, batch, train=False).astype(jnp.float32)
-    fn = losses.get_loss(loss)
+    fn = loss if callable(loss) else losses.get_loss(loss)
     per_sample = jax.vmap(fn)(fused, batch["gt"]) if "gt" in batch else jnp.zeros(fused.shape[0])
     return fused, per_sample
 
 
 def make_train_step(
-    mesh: Mesh, *, loss: str = "l1", schedule: optax.Schedule | None = None, donate: bool = True
+    mesh: Mesh, *, loss: str | losses.LossFn = "l1", schedule: optax.Schedule | None = None, donate: bool = True
 ) -> Callable[..., tuple[TrainState, Metrics]]:
     """``train_step`` jitted over ``mesh``: state and rng replicated, batch split on ``'data'``."""
     rep, dat = parallel.replicated(mesh), parallel.data_sharding(mesh)
@@ -77,7 +79,7 @@ def make_train_step(
     return jax.jit(fn, in_shardings=(rep, dat, rep), out_shardings=(rep, rep), donate_argnums=(0,) if donate else ())
 
 
-def make_eval_step(mesh: Mesh, *, loss: str = "l1") -> Callable[..., tuple[jax.Array, jax.Array]]:
+def make_eval_step(mesh: Mesh, *, loss: str | losses.LossFn = "l1") -> Callable[..., tuple[jax.Array, jax.Array]]:
     """``eval_step`` jitted over ``mesh``: outputs stay split on ``'data'``."""
     rep, dat = parallel.replicated(mesh), parallel.data_sharding(mesh)
 

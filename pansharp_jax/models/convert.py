@@ -42,6 +42,7 @@ METHODS = ("pnn", "pannet", "dicnn", "msdcnn", "drpnn", "fusionnet", "lagnet")
 # Networks with their own importer module: name -> "python.module:function(path) -> (params, cfg)"
 _OWN_IMPORTERS: dict[str, str] = {
     "fusionmamba": "pansharp_jax.models.convert_fusionmamba:import_fusionmamba",
+    "cannet": "pansharp_jax.models.convert_cannet:import_cannet",
 }
 
 IMPORTABLE = (*METHODS, *_OWN_IMPORTERS)

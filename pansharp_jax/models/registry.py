@@ -53,6 +53,7 @@ _ENTRIES: dict[str, str] = {
     "lagnet": "pansharp_jax.models.cnn_baselines:LAGNET_ENTRY",
     "fusionmamba": "pansharp_jax.models.fusion_mamba:FUSIONMAMBA_ENTRY",
     "le_mamba": "pansharp_jax.models.le_mamba:LE_MAMBA_ENTRY",
+    "cannet": "pansharp_jax.models.canconv:CANNET_ENTRY",
     "cmt": "pansharp_jax.models.cmt:CMT_ENTRY",
 }
 

@@ -3,6 +3,13 @@
 Usage::
 
     python benchmarks/scan_speed.py [--lengths 4096 65536] [--runs 5] [--chunk 128]
+    python benchmarks/scan_speed.py --models fusionmamba le_mamba [--sizes 64 128 256 512]
+
+The second form times one training step (forward, backward, Adam update; batch 1, L1 loss) of
+each Mamba network of the registry at each PAN size (official sizes: FusionMamba as released,
+LE-Mamba's ``--le-size`` preset, default 'small'; ``--scan-method`` picks the scan, default
+'sequential', the CPU's fastest) and prints ms/step, ns per pixel and the growth relative to
+the smallest size divided by the growth in pixels (1.0 = linear in pixels).
 
 Shapes: batch 1, d = 64 channels, N = 16 states (``--d``, ``--n``, ``--batch`` change them).
 Each case (method x L x pass) runs in its own subprocess so its peak memory is its own:
@@ -80,6 +87,81 @@ def _child(args: argparse.Namespace) -> None:
     print(json.dumps(dict(sec=sec, tok_s=b * L / sec, peak=peak, how=how, device=str(dev))))
 
 
+def _model_child(args: argparse.Namespace) -> None:
+    """One (model, size) train-step timing; prints a JSON line."""
+    import resource
+    import statistics
+    import time
+
+    import jax
+    import jax.numpy as jnp
+    import optax
+
+    from pansharp_jax.models import registry
+
+    jax.block_until_ready(jnp.ones(4) + 1)
+    rss0 = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    cfg = registry.default_config(args.model)
+    cfg.bands = 8
+    cfg.scan_method = args.scan_method
+    if args.model == "le_mamba":
+        cfg.size = args.le_size
+        cfg.drop_path = 0.0
+    module = registry.build_model(cfg)
+    s, r = args.size, 4
+    k = jax.random.split(jax.random.PRNGKey(0), 3)
+    lrms = jax.random.uniform(k[0], (1, s // r, s // r, 8))
+    pan = jax.random.uniform(k[1], (1, s, s, 1))
+    lms = jax.image.resize(lrms, (1, s, s, 8), "cubic")
+    gt = jax.random.uniform(k[2], (1, s, s, 8))
+    params = jax.jit(module.init)(jax.random.PRNGKey(1), lrms, pan, lms)["params"]
+    tx = optax.adam(1e-4)
+    opt = tx.init(params)
+
+    @jax.jit
+    def step(params, opt):
+        loss, g = jax.value_and_grad(lambda p: jnp.mean(jnp.abs(module.apply({"params": p}, lrms, pan, lms) - gt)))(params)
+        upd, opt = tx.update(g, opt, params)
+        return optax.apply_updates(params, upd), opt, loss
+
+    t0 = time.perf_counter()
+    params, opt, loss = jax.block_until_ready(step(params, opt))  # compile + first step
+    compile_s = time.perf_counter() - t0
+    times = []
+    for _ in range(args.runs):
+        t0 = time.perf_counter()
+        params, opt, loss = jax.block_until_ready(step(params, opt))
+        times.append(time.perf_counter() - t0)
+    rss1 = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    scale = 1 if sys.platform == "darwin" else 1024
+    n_params = sum(x.size for x in jax.tree_util.tree_leaves(params))
+    print(json.dumps(dict(sec=statistics.median(times), compile=compile_s, peak=(rss1 - rss0) * scale, params=int(n_params),
+                          device=str(jax.devices()[0]))))
+
+
+def _models_table(args: argparse.Namespace) -> None:
+    import jax
+
+    print(f"device: {jax.devices()[0]} ({jax.default_backend()}); train step, batch 1, scan {args.scan_method}, "
+          f"LE-Mamba preset {args.le_size}, median of {args.runs} steps after compile; peak = max-RSS growth")
+    print(f"{'model':<13}{'PAN':>6}{'params':>10}{'ms/step':>11}{'ns/pixel':>10}{'growth/pixels':>15}{'compile s':>11}{'peak MiB':>10}")
+    for model in args.models:
+        base = None
+        for size in args.sizes:
+            cmd = [sys.executable, __file__, "--model-child", "--model", model, "--size", str(size), "--runs", str(args.runs),
+                   "--scan-method", args.scan_method, "--le-size", args.le_size]
+            res = subprocess.run(cmd, capture_output=True, text=True)
+            if res.returncode != 0:
+                tail = res.stderr.strip().splitlines()[-1] if res.stderr.strip() else res.returncode
+                print(f"{model:<13}{size:>6}  failed: {tail}", flush=True)
+                continue
+            r = json.loads(res.stdout.strip().splitlines()[-1])
+            per_pixel = r["sec"] / size**2
+            base = base or per_pixel
+            print(f"{model:<13}{size:>6}{r['params']:>10,}{r['sec'] * 1e3:>11.0f}{per_pixel * 1e9:>10.0f}"
+                  f"{per_pixel / base:>15.2f}{r['compile']:>11.1f}{r['peak'] / 2**20:>10.0f}", flush=True)
+
+
 def main(argv: list[str] | None = None) -> None:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--lengths", type=int, nargs="+", default=[4096, 65536])
@@ -89,15 +171,28 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--n", type=int, default=16)
     p.add_argument("--batch", type=int, default=1)
     p.add_argument("--methods", nargs="+", default=None, help="subset of: sequential associative chunked chunked+remat")
+    p.add_argument("--models", nargs="+", default=None, help="time train steps of these registry models instead")
+    p.add_argument("--sizes", type=int, nargs="+", default=[64, 128, 256, 512], help="PAN sizes for --models")
+    p.add_argument("--scan-method", default="sequential", help="scan method of the models (--models)")
+    p.add_argument("--le-size", default="small", help="LE-Mamba preset (--models)")
     # child-only options
     p.add_argument("--child", action="store_true", help=argparse.SUPPRESS)
     p.add_argument("--method", help=argparse.SUPPRESS)
     p.add_argument("--remat", action="store_true", help=argparse.SUPPRESS)
     p.add_argument("--backward", action="store_true", help=argparse.SUPPRESS)
     p.add_argument("--length", type=int, help=argparse.SUPPRESS)
+    p.add_argument("--model-child", action="store_true", help=argparse.SUPPRESS)
+    p.add_argument("--model", help=argparse.SUPPRESS)
+    p.add_argument("--size", type=int, help=argparse.SUPPRESS)
     args = p.parse_args(argv)
     if args.child:
         _child(args)
+        return
+    if args.model_child:
+        _model_child(args)
+        return
+    if args.models:
+        _models_table(args)
         return
 
     import jax

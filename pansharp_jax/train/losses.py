@@ -16,6 +16,10 @@ returns a float32 scalar.
       c.loss_weights = ml_collections.ConfigDict(
           {"l1": 1.0, "l2": 0.0, "fft": 0.1, "dwt": 0.1, "wavelet": "haar", "levels": 2, "fft_norm": "ortho"})
 
+The CMT paper (Shu et al. 2024) names the three domains but its exact terms and weights
+could not be read; :data:`HYBRID_DEFAULTS` (L1 + 0.1 Fourier + 0.1 Haar 2-level wavelet)
+is a guess, every part of it configurable.
+
 :func:`get_loss` keeps the plain string form (``get_loss("l1")``); :func:`loss_from_config`
 reads ``config.loss`` and, for ``hybrid``, ``config.loss_weights`` (missing keys take
 :data:`HYBRID_DEFAULTS`).

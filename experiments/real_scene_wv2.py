@@ -1,6 +1,7 @@
-"""FusionNet on a real WorldView-2 scene against every classical method, on a held-out region.
+"""A learned method on a real WorldView-2 scene against every classical method, on a held-out region.
 
-Trains (or resumes) ``configs/fusionnet_wv2_real.py``: Wald-reduced patches of the
+Trains (or resumes) ``configs/fusionnet_wv2_real.py`` (or ``--config`` another method's
+real-scene config, e.g. ``configs/cmt_wv2_real.py``): Wald-reduced patches of the
 full-resolution scene ``fr/wv2_pnn.mat`` (under ``$PANSHARP_DATA``), right quarter of the
 MS grid held out. Then scores, at reduced resolution, on the WHOLE held-out quarter (not the
 80 x 80 validation tiles):
@@ -8,7 +9,7 @@ MS grid held out. Then scores, at reduced resolution, on the WHOLE held-out quar
 * inputs: the held-out region of the scene cut off first, then degraded on its own by the
   Wald protocol with the WV2 MTF (``pipeline.wald_reduce``, float64): LRMS (h/4, w/4, 8) and
   PAN at the MS resolution (h, w, 1); the reference (GT) is the original MS of the region;
-* FusionNet: the best checkpoint by the validation metric (``checkpoint.best_metric``) and
+* the learned method: the best checkpoint by the validation metric (``checkpoint.best_metric``) and
   the last one, applied fully convolutionally to the whole region (float32, LMS =
   ``interp23tap`` of the LRMS, output not clipped);
 * every method of ``classical.METHODS`` on exactly the same LRMS / PAN, in float64 under
@@ -51,7 +52,7 @@ from pansharp_jax import classical
 from pansharp_jax.data import pipeline, wald
 from pansharp_jax.data.io import load_scene
 from pansharp_jax.metrics import evaluate_reduced
-from pansharp_jax.models import fuse
+from pansharp_jax.models import fuse, registry
 from pansharp_jax.train import parallel
 from pansharp_jax.train.checkpoint import Checkpointer
 from pansharp_jax.train.cli_args import load_config, main_args
@@ -119,7 +120,7 @@ def score(fused: Any, gt: np.ndarray, ratio: int, max_dn: float, cut: int) -> di
     return {k: float(v) for k, v in s.items()}
 
 
-def fmt_table(rows: list[tuple[str, dict[str, float]]], best_classical: dict[str, float]) -> str:
+def fmt_table(rows: list[tuple[str, dict[str, float]]], best_classical: dict[str, float], learned: str) -> str:
     head = "| method | " + " | ".join(KEYS) + " |\n|---|" + "---:|" * len(KEYS) + "\n"
     lines = []
     for name, s in rows:
@@ -127,7 +128,7 @@ def fmt_table(rows: list[tuple[str, dict[str, float]]], best_classical: dict[str
         for k in KEYS:
             v = s[k]
             txt = f"{v:.4f}" if k in ("Q2n", "SCC", "Q_avg") else f"{v:.3f}"
-            if k in best_classical and v == best_classical[k] and not name.startswith("FusionNet"):
+            if k in best_classical and v == best_classical[k] and not name.startswith(learned):
                 txt = f"*{txt}*"  # best classical value
             cells.append(txt)
         lines.append(f"| {name} | " + " | ".join(cells) + " |")
@@ -198,10 +199,11 @@ def main(argv: list[str] | None = None) -> int:
     ckpts = load_params(config, workdir, example)
     fused: dict[str, np.ndarray] = {}
     labels: dict[str, str] = {}
+    model = registry.get(config.model.name).description.split(" (")[0].split(":")[0] or str(config.model.name)
     for tag, (step, params) in ckpts.items():
         out = fuse(params, inp["lrms"].astype(np.float32), inp["pan"].astype(np.float32), model_config=config.model)
         fused[tag] = np.asarray(out, np.float64)
-        labels[tag] = f"FusionNet ({tag} ckpt, step {step})"
+        labels[tag] = f"{model} ({tag} ckpt, step {step})"
     with jax.enable_x64(True):
         lrms64, pan64 = jnp.asarray(inp["lrms"], jnp.float64), jnp.asarray(inp["pan"], jnp.float64)
         for name, method in classical.METHODS.items():
@@ -217,13 +219,13 @@ def main(argv: list[str] | None = None) -> int:
         "tables": {},
     }
     md = [
-        f"# FusionNet vs classical methods, WV2 `{config.data.scene}`, held-out {config.data.holdout_side} "
+        f"# {model} vs classical methods, WV2 `{config.data.scene}`, held-out {config.data.holdout_side} "
         f"{config.data.holdout_fraction:g} (reduced resolution)\n",
         f"Region: MS rows {inp['box'].r0}:{inp['box'].r1}, cols {inp['box'].c0}:{inp['box'].c1} of the "
         f"{inp['scene_shape'][0][0]}x{inp['scene_shape'][0][1]} MS grid; GT = its original MS "
         f"{gt.shape[0]}x{gt.shape[1]}x{gt.shape[2]}; inputs = its Wald reduction (LRMS "
         f"{inp['lrms'].shape[0]}x{inp['lrms'].shape[1]}, PAN {inp['pan'].shape[0]}x{inp['pan'].shape[1]}). "
-        f"FusionNet trained {config.steps} steps ({config.loss}, lr {config.optim.lr:g} {config.optim.schedule}, "
+        f"{model} trained {config.steps} steps ({config.loss}, lr {config.optim.lr:g} {config.optim.schedule}, "
         f"batch {config.batch_size}, patch {config.data.patch} stride {config.data.stride}). "
         f"`evaluate_reduced(ratio={r}, max_dn={max_dn:g}, block=32)`; classical methods in float64; "
         f"outputs not clipped. *italic* = best classical value.\n",
@@ -231,17 +233,17 @@ def main(argv: list[str] | None = None) -> int:
     all_ok = True
     for cut in (0, 21):
         rows = [(labels[k], score(v, gt, r, max_dn, cut)) for k, v in fused.items()]
-        classical_rows = [(n, s) for n, s in rows if not n.startswith("FusionNet")]
+        classical_rows = [(n, s) for n, s in rows if not n.startswith(model)]
         best = best_of(classical_rows)
-        verdicts = {n: beats(s, best) for n, s in rows if n.startswith("FusionNet")}
+        verdicts = {n: beats(s, best) for n, s in rows if n.startswith(model)}
         title = "border cut 0 (every pixel of the quarter)" if cut == 0 else "border cut 21 (the toolbox's)"
-        table = fmt_table(rows, best)
+        table = fmt_table(rows, best, model)
         md.append(f"\n## {title}\n\n{table}")
         for n, v in verdicts.items():
             said = ", ".join(f"{k} {'yes' if ok else 'NO'}" for k, ok in v.items())
             line = f"- {n}: beats the best classical in {said}"
             md.append(line + "\n")
-            if n.startswith("FusionNet (best") and cut == 0:
+            if n.startswith(f"{model} (best") and cut == 0:
                 all_ok = all(v.values())
         report["tables"][f"cut{cut}"] = {"scores": dict(rows), "best_classical": best, "verdicts": verdicts}
     text = "".join(md)
@@ -251,7 +253,7 @@ def main(argv: list[str] | None = None) -> int:
     print(f"evaluation took {time.perf_counter() - t0:.0f} s; wrote {workdir / 'heldout_table.md'}", flush=True)
     if train_seconds is not None:
         print(f"training wall time {train_seconds:.0f} s")
-    print("FusionNet (best ckpt) beats the best classical method in Q2n, SAM and ERGAS (cut 0):",
+    print(f"{model} (best ckpt) beats the best classical method in Q2n, SAM and ERGAS (cut 0):",
           "yes" if all_ok else "NO")
     return 0
 

@@ -115,6 +115,7 @@ import ml_collections
 from pansharp_jax.errors import InputError
 from pansharp_jax.models.registry import ModelEntry
 from pansharp_jax.nn import selective_scan as _ss
+from pansharp_jax.nn.scan2d import bidirectional_merge, bidirectional_scan, cross_merge, cross_scan
 
 __all__ = ["FUSIONMAMBA_ENTRY", "FusionMamba", "FusionMambaBlock", "Mamba", "VARIANTS", "fusionmamba_config"]
 
@@ -265,22 +266,26 @@ def pixel_shuffle(x: jax.Array, r: int) -> jax.Array:
 # ---------------------------------------------------------------------------- scan orders
 
 
-def _scan_orders(ndir: int, hw: tuple[int, int] | None, length: int) -> tuple[jax.Array, jax.Array]:
-    """Gather indices (ndir, L) into the row-major token axis for each scan direction, and back.
+def _to_directions(x: jax.Array, ndir: int, hw: tuple[int, int] | None) -> jax.Array:
+    """Row-major tokens (N, L, d) -> (ndir, N, L, d): row-major, reversed, and for ``ndir`` = 4
+    column-major and column-major reversed (:func:`~pansharp_jax.nn.scan2d.cross_scan` order).
 
-    Directions: row-major, row-major reversed, and for 2-D (``ndir`` = 4) column-major and
-    column-major reversed. ``to[k][t]`` is the row-major index of the t-th token of direction k;
-    ``back[k][j]`` the position of row-major token j in direction k.
+    Built from reshapes, transposes and flips only: a gather with index arrays would make the
+    backward pass a scatter-add, which XLA runs very slowly on CPU.
     """
-    i = jnp.arange(length)
-    to, back = [i, length - 1 - i], [i, length - 1 - i]
-    if ndir == 4:
-        h, w = hw  # type: ignore[misc]
-        col = (i % h) * w + i // h  # t = c * h + r  ->  r * w + c
-        inv = (i % w) * h + i // w  # j = r * w + c  ->  c * h + r
-        to += [col, col[::-1]]
-        back += [inv, length - 1 - inv]
-    return jnp.stack(to), jnp.stack(back)
+    if ndir == 2:
+        return jnp.moveaxis(bidirectional_scan(x), 1, 0)
+    n, length, d = x.shape
+    return jnp.moveaxis(cross_scan(x.reshape(n, hw[0], hw[1], d)), 1, 0)  # type: ignore[index]
+
+
+def _from_directions(y: jax.Array, hw: tuple[int, int] | None) -> jax.Array:
+    """(ndir, N, L, d) in :func:`_to_directions` order -> (N, L, d) row-major, summed over directions."""
+    ndir, n, length, d = y.shape
+    y = jnp.moveaxis(y, 0, 1)
+    if ndir == 2:
+        return bidirectional_merge(y)
+    return cross_merge(y, hw[0], hw[1]).reshape(n, length, d)  # type: ignore[index]
 
 
 # ---------------------------------------------------------------------------- Mamba
@@ -339,34 +344,32 @@ class Mamba(nn.Module):
             dd.append(self.param(f"D{s}", nn.initializers.ones_init(), (di,)))
         per_direction = tuple(jnp.stack(v).astype(x.dtype) for v in (conv_k, conv_b, w_x, w_dt, b_dt, a, dd))
 
-        to, back = _scan_orders(ndir, hw, length)
         kwargs: dict[str, Any] = {"method": self.scan_method, "chunk": self.scan_chunk}
         if self.scan_method == "chunked" and self.scan_remat:
             kwargs["remat"] = True
 
         def direction(p):
-            """One scan direction, returned in row-major token order."""
-            ck, cb, wx, wdt, bdt, a_k, d_k, to_k, back_k = p
-            x_k, z_k = jnp.take(xs, to_k, axis=1), jnp.take(z, to_k, axis=1)
+            """One scan direction (its tokens in its own order)."""
+            ck, cb, wx, wdt, bdt, a_k, d_k, x_k, z_k, g_k = p
             # causal depthwise conv1d (PyTorch: padding k - 1, keep the first L outputs), then SiLU
             xp = jnp.pad(x_k, ((0, 0), (k - 1, 0), (0, 0)))
             u = jax.nn.silu(sum(ck[j] * xp[:, j : j + length] for j in range(k)) + cb)
-            src = u if guide is None else jnp.take(g, to_k, axis=1)  # v7: dt, B, C from the guide
+            src = u if guide is None else g_k  # v7: dt, B, C from the guide
             x_dbl = src @ wx
             delta = x_dbl[..., :rank] @ wdt
             bm, cm = x_dbl[..., rank : rank + ns], x_dbl[..., rank + ns :]
-            y = _ss.selective_scan(u, delta, a_k, bm, cm, d_k, z_k, bdt, True, **kwargs)
-            return jnp.take(y, back_k, axis=1)
+            return _ss.selective_scan(u, delta, a_k, bm, cm, d_k, z_k, bdt, True, **kwargs)
 
-        per_direction = (*per_direction, to, back)
+        seqs = [_to_directions(v, ndir, hw) for v in (xs, z, g if guide is not None else z)]
+        per_direction = (*per_direction, *seqs)
         serial = self.scan_directions == "serial" or (
             self.scan_directions == "auto" and n * length * di >= _SERIAL_DIRECTIONS_ABOVE
         )
         if serial:  # one direction's intermediates live at a time (whole scenes)
-            y, _ = jax.lax.scan(lambda acc, p: (acc + direction(p), None), jnp.zeros_like(xs), per_direction)
+            _, ys = jax.lax.scan(lambda carry, p: (carry, direction(p)), None, per_direction)
         else:  # the directions as one batched computation (cheaper to compile, more memory)
-            y = jax.vmap(direction)(per_direction).sum(0)
-        y = y / ndir
+            ys = jax.vmap(direction)(per_direction)
+        y = _from_directions(ys, hw) / ndir
         y = _layer_norm("norm")(y)
         w_out, _ = _LinearParams(di, d, use_bias=False, name="out_proj")()
         return y @ w_out.astype(y.dtype)

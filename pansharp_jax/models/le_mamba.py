@@ -137,7 +137,7 @@ import numpy as np
 from pansharp_jax.errors import InputError
 from pansharp_jax.models.registry import ModelEntry
 from pansharp_jax.nn.scan2d import window_merge, window_partition
-from pansharp_jax.nn.selective_scan import selective_scan
+from pansharp_jax.nn.selective_scan import selective_scan, seq_scan_core
 
 K_DIRECTIONS = 4
 
@@ -238,10 +238,15 @@ def _lerp_indices(pos: np.ndarray, n_in: int) -> tuple[np.ndarray, np.ndarray, n
 
 
 def _lerp(x: jax.Array, axis: int, i0: np.ndarray, i1: np.ndarray, f: np.ndarray) -> jax.Array:
-    shape = [1] * x.ndim
-    shape[axis] = len(f)
-    f = jnp.asarray(f).reshape(shape)
-    return jnp.take(x, i0, axis=axis) * (1.0 - f) + jnp.take(x, i1, axis=axis) * f
+    # A contraction with the dense (n_out, n_in) interpolation matrix (two non-zeros per row)
+    # rather than two ``jnp.take`` gathers: the transpose of a gather is a scatter-add, which
+    # XLA runs very slowly on CPU; the transpose of this contraction is another small matmul.
+    m = np.zeros((len(f), x.shape[axis]), np.float32)
+    rows = np.arange(len(f))
+    np.add.at(m, (rows, i0), 1.0 - f)
+    np.add.at(m, (rows, i1), f)
+    y = jnp.tensordot(jnp.asarray(m, x.dtype), x, axes=[[1], [axis]])  # interpolated axis first
+    return jnp.moveaxis(y, 0, axis)
 
 
 def resize_align_corners(x: jax.Array, height: int, width: int) -> jax.Array:
@@ -294,16 +299,10 @@ def loop_scan(
     Only the (b, D, N) state is alive in the forward pass (nothing of size L x N is built): the
     fastest form on CPU (about 10x the chunked associative scan at L = 1e5) and the leanest.
     """
-    mv = lambda x: jnp.moveaxis(x, 1, 0)  # noqa: E731  (b, L, .) -> (L, b, .)
-
-    def step(h, xs):
-        u_t, delta_t, B_t, C_t = xs
-        dt = jax.nn.softplus(delta_t + delta_bias)  # (b, D)
-        h = jnp.exp(dt[..., None] * A) * h + (dt * u_t)[..., None] * B_t[:, None, :]
-        return h, jnp.einsum("bdn,bn->bd", h, C_t)
-
-    hT, ys = jax.lax.scan(step, h0, (mv(u), mv(delta), mv(B), mv(C)), reverse=reverse)
-    return jnp.moveaxis(ys, 0, 1) + u * Ds, hT
+    # the hand-written reverse mode of the sequential scan (stores only the (b, L, .) inputs and
+    # recomputes the states in the backward pass; JAX's own would keep several (b, L, D, N) arrays)
+    y, hT = seq_scan_core(jax.nn.softplus(delta + delta_bias), u, A, B, C, h0, reverse)
+    return y + u * Ds, hT
 
 
 def resolve_large_method(large_method: str) -> str:
@@ -316,7 +315,7 @@ def resolve_large_method(large_method: str) -> str:
 def pick_scan_method(method: str, b: int, L: int, d: int, n: int, *, chunk: int, budget: int, large_method: str) -> str:
     """The method a (b, L, D, N) scan call runs: ``method`` unless the (b, L or chunk, D, N)
     arrays it builds exceed ``budget`` elements (0 = no limit), then ``large_method``."""
-    if not budget or method == "loop":
+    if not budget or method in ("loop", "sequential"):  # both keep only (b, D, N) states alive
         return method
     span = min(chunk, L) if method == "chunked" else L
     return method if b * span * d * n <= budget else resolve_large_method(large_method)
@@ -349,7 +348,8 @@ def scan_1d(
     """
     b, L, d = u.shape
     n = A.shape[-1]
-    live = {"loop": 1, "chunked": min(chunk, L)}.get(method, L) * d * n
+    # loop and sequential keep one (D, N) state per row alive (sequential: see _seq_core)
+    live = {"loop": 1, "sequential": 1, "chunked": min(chunk, L)}.get(method, L) * d * n
     rows = _largest_divisor_at_most(b, budget // live) if budget else b
 
     def run(u, delta, B, C, h0):
@@ -415,19 +415,59 @@ class DepthwiseConv(nn.Module):
                 x, w, (1, 1), [(p, k - 1 - p)] * 2, dimension_numbers=("NHWC", "HWIO", "NHWC"), feature_group_count=c
             )
             return y + bias
-        b, h, wd, _ = x.shape
-        xp = jnp.pad(x, [(0, 0), (p, k - 1 - p), (p, k - 1 - p), (0, 0)])
+        return _shift_depthwise(x, w[:, :, 0, :], p) + bias
 
-        def kernel_row(i, y):  # the k taps of kernel row i
-            rows = jax.lax.dynamic_slice_in_dim(xp, i, h, axis=1)
-            wi = jax.lax.dynamic_index_in_dim(w, i, axis=0, keepdims=False)  # (k, 1, C)
-            for j in range(k):
-                y = y + rows[:, :, j : j + wd] * wi[j, 0]
-            return y
 
-        # a loop over kernel rows: its result is materialised once (an unrolled k*k-term sum gets
-        # fused into, and recomputed by, every consumer, e.g. each of the 4 cross-scan directions)
-        return jax.lax.fori_loop(0, k, kernel_row, jnp.broadcast_to(bias, x.shape).astype(x.dtype))
+def _shift_correlate(x: jax.Array, w: jax.Array, lo: int) -> jax.Array:
+    """sum_{i,j} xp[:, i:i+H, j:j+W] * w[i, j] with xp = x zero-padded by ``lo`` before and
+    k - 1 - lo after (H and W); w (k, k, C)."""
+    k = w.shape[0]
+    b, h, wd, c = x.shape
+    xp = jnp.pad(x, [(0, 0), (lo, k - 1 - lo), (lo, k - 1 - lo), (0, 0)])
+
+    def kernel_row(i, y):  # the k taps of kernel row i
+        rows = jax.lax.dynamic_slice_in_dim(xp, i, h, axis=1)
+        wi = jax.lax.dynamic_index_in_dim(w, i, axis=0, keepdims=False)  # (k, C)
+        for j in range(k):
+            y = y + rows[:, :, j : j + wd] * wi[j]
+        return y
+
+    # a loop over kernel rows: its result is materialised once (an unrolled k*k-term sum gets
+    # fused into, and recomputed by, every consumer, e.g. each of the 4 cross-scan directions)
+    return jax.lax.fori_loop(0, k, kernel_row, jnp.zeros(x.shape, x.dtype))
+
+
+# Hand-written reverse mode for the shift form: autodiff of the fori_loop stores one shifted
+# (b, H, W + k - 1, C) copy of the input per kernel row (k copies per conv, e.g. 11 x the
+# feature map for the global conv) and accumulates the input cotangent by dynamic-update-slice
+# adds. The input cotangent is the same correlation of the output cotangent with the flipped
+# kernel, and the kernel cotangent k*k per-channel reductions; only x is kept.
+@functools.partial(jax.custom_vjp, nondiff_argnums=(2,))
+def _shift_depthwise(x: jax.Array, w: jax.Array, lo: int) -> jax.Array:
+    return _shift_correlate(x, w, lo)
+
+
+def _shift_depthwise_fwd(x, w, lo):
+    return _shift_correlate(x, w, lo), (x, w)
+
+
+def _shift_depthwise_bwd(lo, res, gy):
+    x, w = res
+    k = w.shape[0]
+    b, h, wd, c = x.shape
+    gx = _shift_correlate(gy, w[::-1, ::-1], k - 1 - lo)
+    xp = jnp.pad(x, [(0, 0), (lo, k - 1 - lo), (lo, k - 1 - lo), (0, 0)])
+
+    def kernel_row(i, gw):
+        rows = jax.lax.dynamic_slice_in_dim(xp, i, h, axis=1)
+        gwi = jnp.stack([jnp.sum(rows[:, :, j : j + wd] * gy, axis=(0, 1, 2)) for j in range(k)])
+        return jax.lax.dynamic_update_index_in_dim(gw, gwi, i, axis=0)
+
+    gw = jax.lax.fori_loop(0, k, kernel_row, jnp.zeros_like(w))
+    return gx, gw
+
+
+_shift_depthwise.defvjp(_shift_depthwise_fwd, _shift_depthwise_bwd)
 
 
 def _drop_path(module: nn.Module, x: jax.Array, rate: float, train: bool) -> jax.Array:

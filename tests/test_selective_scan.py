@@ -132,6 +132,16 @@ def test_check_grads_associative_and_chunked():
             check_grads(jax.jit(_loss(method, chunk)), args, order=1, modes=["rev"], atol=1e-5, rtol=1e-5)
 
 
+@pytest.mark.parametrize("L", [6, 23])
+def test_check_grads_sequential_custom_vjp(L):
+    # the sequential scan has a hand-written reverse mode (states recomputed in chunks of about
+    # sqrt(L) tokens): check it against finite differences, with L not a multiple of the chunk
+    x = _inputs(7, b=2, L=L, d=2, n=3)
+    with jax.enable_x64(True):
+        args = [jnp.asarray(x[k], jnp.float64) for k in ARGS]
+        check_grads(jax.jit(_loss("sequential", 4)), args, order=1, modes=["rev"], atol=1e-5, rtol=1e-5)
+
+
 def test_gradients_agree_across_methods():
     x = _inputs(6, b=2, L=11, d=3, n=4)
     args = [jnp.asarray(x[k]) for k in ARGS]

@@ -279,6 +279,22 @@ def _to_directions(x: jax.Array, ndir: int, hw: tuple[int, int] | None) -> jax.A
     return jnp.moveaxis(cross_scan(x.reshape(n, hw[0], hw[1], d)), 1, 0)  # type: ignore[index]
 
 
+def _direction_fns(ndir: int, hw: tuple[int, int] | None) -> tuple[list[Callable], list[Callable]]:
+    """Per direction k, (N, L, d) row-major -> direction order, and its inverse (for ``lax.switch``)."""
+    flip = lambda x: jnp.flip(x, axis=1)  # noqa: E731
+    to, back = [lambda x: x, flip], [lambda x: x, flip]
+    if ndir == 4:
+        h, w = hw  # type: ignore[misc]
+
+        def cols(x, a, b):  # (N, a*b, d) read as an a x b grid -> the b x a transpose, flattened
+            n, length, d = x.shape
+            return jnp.swapaxes(x.reshape(n, a, b, d), 1, 2).reshape(n, length, d)
+
+        to += [lambda x: cols(x, h, w), lambda x: flip(cols(x, h, w))]
+        back += [lambda y: cols(y, w, h), lambda y: cols(flip(y), w, h)]
+    return to, back
+
+
 def _from_directions(y: jax.Array, hw: tuple[int, int] | None) -> jax.Array:
     """(ndir, N, L, d) in :func:`_to_directions` order -> (N, L, d) row-major, summed over directions."""
     ndir, n, length, d = y.shape
@@ -360,16 +376,23 @@ class Mamba(nn.Module):
             bm, cm = x_dbl[..., rank : rank + ns], x_dbl[..., rank + ns :]
             return _ss.selective_scan(u, delta, a_k, bm, cm, d_k, z_k, bdt, True, **kwargs)
 
-        seqs = [_to_directions(v, ndir, hw) for v in (xs, z, g if guide is not None else z)]
-        per_direction = (*per_direction, *seqs)
+        gsrc = g if guide is not None else z
         serial = self.scan_directions == "serial" or (
             self.scan_directions == "auto" and n * length * di >= _SERIAL_DIRECTIONS_ABOVE
         )
-        if serial:  # one direction's intermediates live at a time (whole scenes)
-            _, ys = jax.lax.scan(lambda carry, p: (carry, direction(p)), None, per_direction)
+        if serial:  # one direction alive at a time (whole scenes): order, scan, add back in place
+            to_fns, back_fns = _direction_fns(ndir, hw)
+
+            def serial_step(acc, p):
+                k, params = p[0], p[1:]
+                seq = [jax.lax.switch(k, to_fns, v) for v in (xs, z, gsrc)]
+                return acc + jax.lax.switch(k, back_fns, direction((*params, *seq))), None
+
+            y, _ = jax.lax.scan(serial_step, jnp.zeros_like(xs), (jnp.arange(ndir), *per_direction))
         else:  # the directions as one batched computation (cheaper to compile, more memory)
-            ys = jax.vmap(direction)(per_direction)
-        y = _from_directions(ys, hw) / ndir
+            seqs = [_to_directions(v, ndir, hw) for v in (xs, z, gsrc)]
+            y = _from_directions(jax.vmap(direction)((*per_direction, *seqs)), hw)
+        y = y / ndir
         y = _layer_norm("norm")(y)
         w_out, _ = _LinearParams(di, d, use_bias=False, name="out_proj")()
         return y @ w_out.astype(y.dtype)

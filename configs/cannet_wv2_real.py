@@ -16,32 +16,13 @@ from pansharp_jax.train.cli_args import load_sibling
 
 
 def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
-    c = load_sibling(__file__, "default").get_config()
+    c = load_sibling(__file__, "fusionnet_wv2_real").get_config(arg)
     c.model = registry.default_config("cannet")
     c.model.bands = 8
-
-    c.data.kind = "wald_scene"
-    c.data.scene = "fr/wv2_pnn.mat"
-    c.data.sensor = "WV2"
-    c.data.patch = 64
-    c.data.stride = 16
-    c.data.val_patch = 80
-    c.data.holdout_side = "right"
-    c.data.holdout_fraction = 0.25
-
     c.seed = 10
     c.loss = "l1"
     c.optim.lr = 1e-3
-    c.optim.schedule = "cosine"
-    c.optim.warmup_steps = 100
-    c.steps = 5000
-    c.batch_size = 16
-    c.eval_every = 250
-    c.eval.batch_size = 4
-    c.checkpoint.every = 250
+    c.optim.warmup_steps = 0 if arg == "smoke" else 100
     c.logging.group = "cannet_wv2_real"
     c.logging.tags = ("cannet", "wv2", "wald", "single-scene")
-    if arg == "smoke":
-        c.steps, c.eval_every, c.checkpoint.every, c.log_every = 20, 10, 10, 5
-        c.optim.warmup_steps = 0
     return c

@@ -18,34 +18,15 @@ from pansharp_jax.train.cli_args import load_sibling
 
 
 def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
-    c = load_sibling(__file__, "default").get_config()
+    c = load_sibling(__file__, "fusionnet_wv2_real").get_config(arg)
     c.model = registry.default_config("cmt")
     c.model.bands = 8
-
-    c.data.kind = "wald_scene"
-    c.data.scene = "fr/wv2_pnn.mat"
-    c.data.sensor = "WV2"
-    c.data.patch = 64
-    c.data.stride = 16
-    c.data.val_patch = 80
-    c.data.holdout_side = "right"
-    c.data.holdout_fraction = 0.25
-
-    c.loss = "hybrid"
-    c.loss_weights = ml_collections.ConfigDict(
-        {"l1": 1.0, "l2": 0.0, "fft": 0.1, "dwt": 0.1, "wavelet": "haar", "levels": 2, "fft_norm": "ortho"}
-    )
+    c.loss = "hybrid"  # with the default loss_weights: L1 + 0.1 Fourier + 0.1 Haar(2) wavelet
     c.optim.lr = 5e-4
-    c.optim.schedule = "cosine"
-    c.optim.warmup_steps = 50
-    c.steps = 2000
+    c.optim.warmup_steps = 0 if arg == "smoke" else 50
     c.batch_size = 8
-    c.eval_every = 100
-    c.eval.batch_size = 4
-    c.checkpoint.every = 100
     c.logging.group = "cmt_wv2_real"
     c.logging.tags = ("cmt", "wv2", "wald", "single-scene")
-    if arg == "smoke":
-        c.steps, c.eval_every, c.checkpoint.every, c.log_every = 20, 10, 10, 5
-        c.optim.warmup_steps = 0
+    if arg != "smoke":
+        c.steps, c.eval_every, c.checkpoint.every = 2000, 100, 100
     return c

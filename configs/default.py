@@ -128,3 +128,32 @@ def pancollection(
         c.steps, c.eval_every, c.checkpoint.every, c.log_every = 20, 10, 10, 5
         c.optim.warmup_steps = 0
     return c
+
+
+def cave_mhif(method: str, ratio: int) -> ml_collections.ConfigDict:
+    """MHIF on CAVE x``ratio``: a 31-band LR-HSI with an RGB HR-MSI guide (the ``pan`` input).
+
+    Data: placeholder until the MHIF pipeline lands. ``data.kind = 'arrays'`` reads
+    ``cave/train_cave_x{ratio}.npz`` / ``cave/test_cave_x{ratio}.npz`` under ``data.root`` /
+    ``$PANSHARP_DATA`` (not distributed): NHWC ``lrms`` (N, h, w, 31), ``pan`` (N, r h, r w, 3)
+    RGB guide, ``gt`` (N, r h, r w, 31), optional ``lms``, all on [0, 1]; ``data.scale`` 65535
+    (16-bit CAVE PNGs) is the DN of 1.0 for the DN-based metrics. The caller sets the recipe.
+    """
+    from pansharp_jax.models import registry
+
+    c = get_config()
+    c.model = registry.default_config(method)
+    c.model.bands = 31
+    c.model.guide_bands = 3
+    c.data.kind = "arrays"
+    c.data.train = f"cave/train_cave_x{ratio}.npz"
+    c.data.val = f"cave/test_cave_x{ratio}.npz"
+    c.data.ratio = ratio
+    c.data.sensor = ""
+    c.data.scale = 65535.0
+    c.batch_size = 32
+    c.eval_every = 2000
+    c.checkpoint.every = 2000
+    c.logging.group = f"{method}_cave_x{ratio}"
+    c.logging.tags = (method, "cave", "mhif", f"x{ratio}")
+    return c

@@ -16,30 +16,8 @@ then ``data.kind = 'arrays'`` reads ``cave/train_cave_x8.npz`` / ``cave/test_cav
 
 import ml_collections
 
-from pansharp_jax.models import registry
 from pansharp_jax.train.cli_args import load_sibling
 
 
 def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
-    default = load_sibling(__file__, "default")
-    wv3 = load_sibling(__file__, "fusionmamba_wv3")
-    c = default.get_config()
-    c.model = registry.default_config("fusionmamba")
-    c.model.bands = 31
-    c.model.guide_bands = 3
-    c.model.ratio = 8
-    c.data.kind = "arrays"
-    c.data.train = "cave/train_cave_x8.npz"
-    c.data.val = "cave/test_cave_x8.npz"
-    c.data.ratio = 8
-    c.data.sensor = ""
-    c.data.scale = 65535.0
-    c.batch_size = 32
-    c.eval_every = 2000
-    c.checkpoint.every = 2000
-    c.logging.group = "fusionmamba_cave_x8"
-    c.logging.tags = ("fusionmamba", "cave", "mhif", "x8")
-    wv3.fusionmamba_recipe(c, wv3.STEPS_PER_EPOCH_WV3)
-    if arg == "smoke":
-        c.steps, c.eval_every, c.checkpoint.every, c.log_every = 20, 10, 10, 5
-    return c
+    return load_sibling(__file__, "fusionmamba_cave_x4").cave_config(8, arg)

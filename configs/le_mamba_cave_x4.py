@@ -12,30 +12,18 @@ then ``data.kind = 'arrays'`` reads ``cave/train_cave_x4.npz`` / ``cave/test_cav
 
 import ml_collections
 
-from pansharp_jax.models import registry
 from pansharp_jax.train.cli_args import load_sibling
 
 
-def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
-    default = load_sibling(__file__, "default")
-    wv3 = load_sibling(__file__, "le_mamba_wv3")
-    c = default.get_config()
-    c.model = registry.default_config("le_mamba")
-    c.model.bands = 31
-    c.model.guide_bands = 3
-    c.data.kind = "arrays"
-    c.data.train = "cave/train_cave_x4.npz"
-    c.data.val = "cave/test_cave_x4.npz"
-    c.data.ratio = 4
-    c.data.sensor = ""
-    c.data.scale = 65535.0
+def cave_config(ratio: int, arg: str | None = None) -> ml_collections.ConfigDict:
+    """LE-Mamba on CAVE x``ratio`` (``default.cave_mhif`` data, the WV3 optimiser recipe)."""
+    c = load_sibling(__file__, "default").cave_mhif("le_mamba", ratio)
     c.steps = 150_000
-    c.batch_size = 32
-    c.eval_every = 2000
-    c.checkpoint.every = 2000
-    c.logging.group = "le_mamba_cave_x4"
-    c.logging.tags = ("le_mamba", "cave", "mhif", "x4")
-    wv3.le_mamba_recipe(c)
+    load_sibling(__file__, "le_mamba_wv3").le_mamba_recipe(c)
     if arg == "smoke":
         c.steps, c.eval_every, c.checkpoint.every, c.log_every = 20, 10, 10, 5
     return c
+
+
+def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
+    return cave_config(4, arg)

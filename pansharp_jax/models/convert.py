@@ -21,7 +21,7 @@ from __future__ import annotations
 
 import importlib
 import re
-from collections.abc import Mapping
+from collections.abc import Callable, Iterable, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -125,14 +125,19 @@ def _to_flax(path: tuple[str, ...], value: np.ndarray) -> np.ndarray:
     return a
 
 
+def param_shapes(module: Any, *inputs: jax.ShapeDtypeStruct) -> dict[tuple[str, ...], tuple[int, ...]]:
+    """``{flax path: shape}`` of ``module``'s params for example ``inputs`` (nothing computed)."""
+    variables = jax.eval_shape(module.init, jax.random.key(0), *inputs)
+    flat = jax.tree_util.tree_flatten_with_path(variables["params"])[0]
+    return {tuple(str(k.key) for k in kp): tuple(leaf.shape) for kp, leaf in flat}
+
+
 def _expected_shapes(module: Any, bands: int, ratio: int) -> dict[tuple[str, ...], tuple[int, ...]]:
     h = 8
     lrms = jax.ShapeDtypeStruct((1, h, h, bands), jnp.float32)
     pan = jax.ShapeDtypeStruct((1, ratio * h, ratio * h, 1), jnp.float32)
     lms = jax.ShapeDtypeStruct((1, ratio * h, ratio * h, bands), jnp.float32)
-    variables = jax.eval_shape(module.init, jax.random.key(0), lrms, pan, lms)
-    flat = jax.tree_util.tree_flatten_with_path(variables["params"])[0]
-    return {tuple(str(k.key) for k in kp): tuple(leaf.shape) for kp, leaf in flat}
+    return param_shapes(module, lrms, pan, lms)
 
 
 def _nest(flat: Mapping[tuple[str, ...], Any]) -> dict[str, Any]:
@@ -143,6 +148,48 @@ def _nest(flat: Mapping[tuple[str, ...], Any]) -> dict[str, Any]:
             node = node.setdefault(p, {})
         node[path[-1]] = value
     return out
+
+
+def assemble_params(
+    label: str,
+    tensors: Iterable[tuple[str, tuple[str, ...], Callable[[], np.ndarray]]],
+    expected: Mapping[tuple[str, ...], tuple[int, ...]],
+) -> dict[str, Any]:
+    """Check converted tensors against a module's param shapes and nest them as Flax params.
+
+    Args:
+      label: the network's name for error messages.
+      tensors: ``(PyTorch name, Flax path, make)`` per state-dict entry; ``make()`` gives the
+        array in Flax layout (called only for paths the module has). Entries mapping to the
+        same path (storage aliases) must hold equal values.
+      expected: ``{Flax path: shape}`` (:func:`param_shapes`).
+
+    Raises:
+      InputError: an unexpected, mis-shaped, conflicting or missing tensor.
+    """
+    converted: dict[tuple[str, ...], np.ndarray] = {}
+    unexpected: list[str] = []
+    for name, path, make in tensors:
+        if path not in expected:
+            unexpected.append(name)
+            continue
+        arr = make()
+        if path in converted:  # an alias: must hold the same values
+            if converted[path].shape != arr.shape or not np.array_equal(converted[path], arr):
+                raise InputError(f"{label}: '{name}' maps to {'/'.join(path)} but differs from the tensor already there")
+            continue
+        if tuple(arr.shape) != tuple(expected[path]):
+            raise InputError(
+                f"{label}: '{name}' has shape {tuple(arr.shape)} in Flax layout, but {'/'.join(path)} needs "
+                f"{tuple(expected[path])} (not a {label} state dict?)"
+            )
+        converted[path] = arr
+    if unexpected:
+        raise InputError(f"{label}: unexpected tensors in the state dict: {', '.join(unexpected[:5])}")
+    missing = ["/".join(p) for p in expected if p not in converted]
+    if missing:
+        raise InputError(f"{label}: state dict lacks {len(missing)} tensors, e.g. {', '.join(missing[:5])}")
+    return _nest({p: jnp.asarray(a, jnp.float32) for p, a in converted.items()})
 
 
 def convert(method: str, state_dict: Mapping[str, np.ndarray], bands: int | None = None) -> dict[str, Any]:
@@ -163,30 +210,12 @@ def convert(method: str, state_dict: Mapping[str, np.ndarray], bands: int | None
         raise InputError(f"{m} state dict is for {cfg.bands} bands, not {bands}")
     module = registry.build_model(cfg)
     expected = _expected_shapes(module, cfg.bands, int(cfg.get("ratio", 4)))
-    converted: dict[tuple[str, ...], np.ndarray] = {}
-    unexpected: list[str] = []
-    for name, value in state_dict.items():
-        path = _flax_path(m, name)
-        if path not in expected:
-            unexpected.append(name)
-            continue
-        arr = _to_flax(path, np.asarray(value))
-        if path in converted:  # an alias (backbone.N.* of res{N+1}.*): must hold the same values
-            if converted[path].shape != arr.shape or not np.array_equal(converted[path], arr):
-                raise InputError(f"{m}: '{name}' maps to {'/'.join(path)} but differs from the tensor already there")
-            continue
-        if arr.shape != expected[path]:
-            raise InputError(
-                f"{m}: '{name}' has shape {tuple(np.shape(value))}, but Flax {'/'.join(path)} needs {expected[path]} "
-                f"(not a {m} state dict?)"
-            )
-        converted[path] = arr
-    if unexpected:
-        raise InputError(f"{m}: unexpected tensors in the state dict: {', '.join(unexpected[:5])}")
-    missing = ["/".join(p) for p in expected if p not in converted]
-    if missing:
-        raise InputError(f"{m}: state dict lacks {len(missing)} tensors, e.g. {', '.join(missing[:5])}")
-    return _nest({p: jnp.asarray(a) for p, a in converted.items()})
+    tensors = (
+        (name, path, lambda path=path, value=value: _to_flax(path, np.asarray(value)))
+        for name, value in state_dict.items()
+        for path in (_flax_path(m, name),)
+    )
+    return assemble_params(m, tensors, expected)
 
 
 def import_weights(method: str, path: str | Path) -> tuple[dict[str, Any], ml_collections.ConfigDict]:

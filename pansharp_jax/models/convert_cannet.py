@@ -91,37 +91,16 @@ def convert_cannet(state_dict: Mapping[str, Any], bands: int | None = None) -> d
         raise InputError(f"CANNet state dict is for {cfg.bands} bands, not {bands}")
     module = _build(cfg)
     c = cfg.bands
-    shapes = jax.eval_shape(
-        module.init,
-        jax.random.key(0),
+    from pansharp_jax.models.convert import assemble_params, param_shapes
+
+    want = param_shapes(
+        module,
         jax.ShapeDtypeStruct((1, 4, 4, c), jnp.float32),
         jax.ShapeDtypeStruct((1, 16, 16, 1), jnp.float32),
         jax.ShapeDtypeStruct((1, 16, 16, c), jnp.float32),
-    )["params"]
-    want = {tuple(str(k.key) for k in path): leaf.shape for path, leaf in jax.tree_util.tree_leaves_with_path(shapes)}
-    got: dict[tuple[str, ...], np.ndarray] = {}
-    unexpected = []
-    for name, value in sd.items():
-        path = _flax_path(name)
-        if path not in want:
-            unexpected.append(name)
-            continue
-        arr = _layout(name, value)
-        if tuple(arr.shape) != tuple(want[path]):
-            raise InputError(f"CANNet: tensor '{name}' {value.shape} does not fit {'/'.join(path)} {want[path]}")
-        got[path] = arr
-    if unexpected:
-        raise InputError(f"CANNet state dict has {len(unexpected)} unexpected tensors: {', '.join(unexpected[:5])}")
-    missing = [p for p in want if p not in got]
-    if missing:
-        raise InputError(f"CANNet state dict lacks {len(missing)} tensors: {', '.join('/'.join(p) for p in missing[:5])}")
-    params: dict[str, Any] = {}
-    for path, arr in got.items():
-        node = params
-        for key in path[:-1]:
-            node = node.setdefault(key, {})
-        node[path[-1]] = jnp.asarray(arr, jnp.float32)
-    return params
+    )
+    tensors = ((name, _flax_path(name), lambda name=name, value=value: _layout(name, value)) for name, value in sd.items())
+    return assemble_params("CANNet", tensors, want)
 
 
 def import_cannet(path: str | os.PathLike[str]) -> tuple[dict[str, Any], ml_collections.ConfigDict]:

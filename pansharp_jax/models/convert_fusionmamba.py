@@ -100,24 +100,12 @@ def _to_flax(path: tuple[str, ...], a: np.ndarray) -> tuple[tuple[str, ...], np.
 
 def _expected_shapes(cfg: ml_collections.ConfigDict) -> dict[tuple[str, ...], tuple[int, ...]]:
     from pansharp_jax.models import registry
+    from pansharp_jax.models.convert import param_shapes
 
-    module = registry.build_model(cfg)
     h, r = 4, int(cfg.ratio)
     lrms = jax.ShapeDtypeStruct((1, h, h, int(cfg.bands)), jnp.float32)
     pan = jax.ShapeDtypeStruct((1, r * h, r * h, int(cfg.guide_bands)), jnp.float32)
-    variables = jax.eval_shape(module.init, jax.random.key(0), lrms, pan)
-    flat = jax.tree_util.tree_flatten_with_path(variables["params"])[0]
-    return {tuple(str(k.key) for k in kp): tuple(leaf.shape) for kp, leaf in flat}
-
-
-def _nest(flat: Mapping[tuple[str, ...], Any]) -> dict[str, Any]:
-    out: dict[str, Any] = {}
-    for path, value in flat.items():
-        node = out
-        for p in path[:-1]:
-            node = node.setdefault(p, {})
-        node[path[-1]] = value
-    return out
+    return param_shapes(registry.build_model(cfg), lrms, pan)
 
 
 def convert_fusionmamba(state_dict: Mapping[str, Any], bands: int | None = None) -> dict[str, Any]:
@@ -131,25 +119,10 @@ def convert_fusionmamba(state_dict: Mapping[str, Any], bands: int | None = None)
     if bands is not None and int(bands) != cfg.bands:
         raise InputError(f"fusionmamba state dict is for {cfg.bands} bands, not {bands}")
     expected = _expected_shapes(cfg)
-    converted: dict[tuple[str, ...], np.ndarray] = {}
-    unexpected: list[str] = []
-    for name, value in sd.items():
-        path, arr = _to_flax(_flax_path(name), value)
-        if path not in expected:
-            unexpected.append(name)
-            continue
-        if arr.shape != expected[path]:
-            raise InputError(
-                f"fusionmamba: '{name}' has shape {tuple(np.shape(value))}, but Flax {'/'.join(path)} needs "
-                f"{expected[path]} (not a FusionMamba state dict?)"
-            )
-        converted[path] = arr
-    if unexpected:
-        raise InputError(f"fusionmamba: unexpected tensors in the state dict: {', '.join(unexpected[:5])}")
-    missing = ["/".join(p) for p in expected if p not in converted]
-    if missing:
-        raise InputError(f"fusionmamba: state dict lacks {len(missing)} tensors, e.g. {', '.join(missing[:5])}")
-    return _nest({p: jnp.asarray(a) for p, a in converted.items()})
+    from pansharp_jax.models.convert import assemble_params
+
+    tensors = ((name, *_to_flax(_flax_path(name), value)) for name, value in sd.items())
+    return assemble_params("fusionmamba", ((name, path, lambda a=arr: a) for name, path, arr in tensors), expected)
 
 
 def import_fusionmamba(path: str | Path) -> tuple[dict[str, Any], ml_collections.ConfigDict]:

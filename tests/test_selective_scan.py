@@ -12,14 +12,17 @@ from jax.test_util import check_grads
 
 from pansharp_jax.errors import InputError
 from pansharp_jax.nn.scan2d import (
+    SERIAL_DIRECTIONS_ABOVE,
     bidirectional_merge,
     bidirectional_scan,
     cross_merge,
     cross_scan,
+    direction_transforms,
     flip_sequence,
     window_merge,
     window_partition,
     window_valid_mask,
+    use_serial_directions,
 )
 from pansharp_jax.nn.selective_scan import selective_scan
 
@@ -185,6 +188,29 @@ def test_cross_scan_orders_and_merge():
         for j in range(W):
             expect[:, i, j] = y[:, 0, i * W + j] + y[:, 1, L - 1 - (i * W + j)] + y[:, 2, j * H + i] + y[:, 3, L - 1 - (j * H + i)]
     np.testing.assert_allclose(cross_merge(y, H, W), expect, rtol=1e-6, atol=1e-6)
+
+
+@pytest.mark.parametrize("ndir", [2, 4])
+def test_direction_transforms_match_the_index_orders(ndir):
+    b, H, W, d = 2, 3, 5, 4
+    L = H * W
+    x = np.random.default_rng(2).standard_normal((b, L, d)).astype(np.float32)  # row-major tokens
+    to, back = direction_transforms(ndir, (H, W))
+    assert len(to) == len(back) == ndir
+    rows = [i * W + j for i in range(H) for j in range(W)]  # token -> pixel (row-major)
+    cols = [i * W + j for j in range(W) for i in range(H)]  # column-major order, as row-major indices
+    orders = [rows, rows[::-1], cols, cols[::-1]][:ndir]
+    for k, order in enumerate(orders):
+        moved = np.asarray(jax.jit(lambda v, k=k: jax.lax.switch(k, to, v))(x))
+        np.testing.assert_array_equal(moved, x[:, order])
+        np.testing.assert_array_equal(np.asarray(back[k](moved)), x)
+    assert not use_serial_directions("auto", SERIAL_DIRECTIONS_ABOVE - 1)
+    assert use_serial_directions("auto", SERIAL_DIRECTIONS_ABOVE) and use_serial_directions("serial", 1)
+    assert not use_serial_directions("batched", 10 * SERIAL_DIRECTIONS_ABOVE)
+    with pytest.raises(InputError, match="scan_directions"):
+        use_serial_directions("diagonal", 1)
+    with pytest.raises(InputError, match="hw"):
+        direction_transforms(4, None)
 
 
 def test_bidirectional_helpers():

@@ -115,7 +115,14 @@ import ml_collections
 from pansharp_jax.errors import InputError
 from pansharp_jax.models.registry import ModelEntry
 from pansharp_jax.nn import selective_scan as _ss
-from pansharp_jax.nn.scan2d import bidirectional_merge, bidirectional_scan, cross_merge, cross_scan
+from pansharp_jax.nn.scan2d import (
+    bidirectional_merge,
+    bidirectional_scan,
+    cross_merge,
+    cross_scan,
+    direction_transforms,
+    use_serial_directions,
+)
 
 __all__ = ["FUSIONMAMBA_ENTRY", "FusionMamba", "FusionMambaBlock", "Mamba", "VARIANTS", "fusionmamba_config"]
 
@@ -123,10 +130,6 @@ VARIANTS = ("420", "400")
 _DN = ("NHWC", "HWIO", "NHWC")
 _SUFFIXES = ("", "_b", "_c", "_d")  # PyTorch names of the scan directions' parameters
 _LN_EPS = 1e-5
-# scan_directions='auto': directions run one after the other when one direction's
-# (N, L, d_inner) activations reach this many elements (e.g. a 512 x 512 PAN at stage 0),
-# batched (vmapped) below it.
-_SERIAL_DIRECTIONS_ABOVE = 1 << 23
 
 
 # ---------------------------------------------------------------------------- initialisers
@@ -279,22 +282,6 @@ def _to_directions(x: jax.Array, ndir: int, hw: tuple[int, int] | None) -> jax.A
     return jnp.moveaxis(cross_scan(x.reshape(n, hw[0], hw[1], d)), 1, 0)  # type: ignore[index]
 
 
-def _direction_fns(ndir: int, hw: tuple[int, int] | None) -> tuple[list[Callable], list[Callable]]:
-    """Per direction k, (N, L, d) row-major -> direction order, and its inverse (for ``lax.switch``)."""
-    flip = lambda x: jnp.flip(x, axis=1)  # noqa: E731
-    to, back = [lambda x: x, flip], [lambda x: x, flip]
-    if ndir == 4:
-        h, w = hw  # type: ignore[misc]
-
-        def cols(x, a, b):  # (N, a*b, d) read as an a x b grid -> the b x a transpose, flattened
-            n, length, d = x.shape
-            return jnp.swapaxes(x.reshape(n, a, b, d), 1, 2).reshape(n, length, d)
-
-        to += [lambda x: cols(x, h, w), lambda x: flip(cols(x, h, w))]
-        back += [lambda y: cols(y, w, h), lambda y: cols(flip(y), w, h)]
-    return to, back
-
-
 def _from_directions(y: jax.Array, hw: tuple[int, int] | None) -> jax.Array:
     """(ndir, N, L, d) in :func:`_to_directions` order -> (N, L, d) row-major, summed over directions."""
     ndir, n, length, d = y.shape
@@ -377,11 +364,9 @@ class Mamba(nn.Module):
             return _ss.selective_scan(u, delta, a_k, bm, cm, d_k, z_k, bdt, True, **kwargs)
 
         gsrc = g if guide is not None else z
-        serial = self.scan_directions == "serial" or (
-            self.scan_directions == "auto" and n * length * di >= _SERIAL_DIRECTIONS_ABOVE
-        )
+        serial = use_serial_directions(self.scan_directions, n * length * di)
         if serial:  # one direction alive at a time (whole scenes): order, scan, add back in place
-            to_fns, back_fns = _direction_fns(ndir, hw)
+            to_fns, back_fns = direction_transforms(ndir, hw)
 
             def serial_step(acc, p):
                 k, params = p[0], p[1:]

@@ -99,8 +99,10 @@ states materialises (batch, L, D, N) arrays (associative/sequential methods). Th
 keeps each scan call under ``scan_budget`` elements: window batches are scanned in groups
 (``lax.map``), and a global scan whose single image already exceeds the budget runs the
 ``'chunked'`` method (chunks of ``chunk`` tokens, only (batch, chunk, D, N) alive; ``remat``
-additionally checkpoints each chunk for training). A 1280 x 1280 PAN then fits in a few
-GiB on CPU (see the test/benchmark notes in the project README).
+additionally checkpoints each chunk for training). The four SS2D directions run one after
+the other (a ``lax.scan`` over directions, ``scan_directions='auto'`` once a map has 2**23
+elements per direction): written as four independent branches, XLA computes the
+projections of all four up front and keeps them alive together.
 
 Choices where the records leave things open (all configurable):
 
@@ -136,7 +138,13 @@ import numpy as np
 
 from pansharp_jax.errors import InputError
 from pansharp_jax.models.registry import ModelEntry
-from pansharp_jax.nn.scan2d import window_merge, window_partition
+from pansharp_jax.nn.scan2d import (
+    DIRECTION_MODES,
+    direction_transforms,
+    use_serial_directions,
+    window_merge,
+    window_partition,
+)
 from pansharp_jax.nn.selective_scan import selective_scan, seq_scan_core
 
 K_DIRECTIONS = 4
@@ -494,6 +502,7 @@ class SS2D(nn.Module):
     remat: bool = False
     depthwise: str = "auto"
     large_scan: str = "auto"
+    scan_directions: str = "auto"
 
     @nn.compact
     def __call__(
@@ -535,26 +544,47 @@ class SS2D(nn.Module):
         method = pick_scan_method(
             self.scan_method, b, h * w, d, n, chunk=self.chunk, budget=self.scan_budget, large_method=self.large_scan
         )
-        # one direction at a time: only one direction's (b, L, .) arrays are alive at once
-        y, states = None, []
-        for kk, (columns, reverse) in enumerate(_DIRECTIONS):
-            u = _sequence(x, columns)  # (b, L, D)
-            dts, Bs, Cs = jnp.split(u @ x_proj[kk], [rank, rank + n], axis=-1)
-            dts = dts @ dt_proj[kk]
+        # per-direction arrays, leading axis K (the direction), in _DIRECTIONS order
+        per_direction = [x_proj, dt_proj, dt_bias, -jnp.exp(a_log), ds]
+        if share:
+            per_direction += [jnp.moveaxis(s, 1, 0), ratio]  # (K, b, D, N), (K, D)
+            if self.state_share == "input":
+                per_direction.append(wg)
+
+        def direction(u: jax.Array, p: list[jax.Array], reverse: bool) -> tuple[jax.Array, jax.Array]:
+            """One direction: u (b, L, D) tokens in the direction's order (``reverse``: scanned from the end)."""
+            xp, dtp, dtb, a_k, d_k = p[:5]
+            dts, Bs, Cs = jnp.split(u @ xp, [rank, rank + n], axis=-1)
             h0 = jnp.zeros((b, d, n), u.dtype)
             if share and self.state_share == "input":
                 # read the shared state out at every token with an input-dependent gate, add to u
-                u = u + jnp.einsum("bdn,bln->bld", s[:, kk], u @ wg[kk]) * ratio[kk]
+                u = u + jnp.einsum("bdn,bln->bld", p[5], u @ p[7]) * p[6]
             elif share:  # 'h0'
-                h0 = s[:, kk] * ratio[kk][:, None]
-            yk, hk = scan_1d(
-                u, dts, -jnp.exp(a_log[kk]), Bs, Cs, ds[kk], dt_bias[kk], h0,
+                h0 = p[5] * p[6][:, None]
+            return scan_1d(
+                u, dts @ dtp, a_k, Bs, Cs, d_k, dtb, h0,
                 reverse=reverse, method=method, chunk=self.chunk, budget=self.scan_budget, remat=self.remat,
             )  # fmt: skip
-            yk = _grid(yk, h, w, columns)
-            y = yk if y is None else y + yk
-            states.append(hk)
-        state = jnp.stack(states, axis=1)  # (b, K, D, N)
+
+        if use_serial_directions(self.scan_directions, b * h * w * d):
+            # one direction alive at a time (whole scenes): reorder, scan forward, add back in place
+            to_fns, back_fns = direction_transforms(k, (h, w))
+            tokens = x.reshape(b, h * w, d)
+
+            def serial_step(acc, p):
+                yk, hk = direction(jax.lax.switch(p[0], to_fns, tokens), list(p[1:]), False)
+                return acc + jax.lax.switch(p[0], back_fns, yk), hk
+
+            y, states = jax.lax.scan(serial_step, jnp.zeros_like(tokens), (jnp.arange(k), *per_direction))
+            y, state = y.reshape(b, h, w, d), jnp.moveaxis(states, 0, 1)  # state (b, K, D, N)
+        else:  # all four in one graph; reversed directions scan the same sequence backwards (no flipped copy)
+            y, states = None, []
+            for kk, (columns, reverse) in enumerate(_DIRECTIONS):
+                yk, hk = direction(_sequence(x, columns), [v[kk] for v in per_direction], reverse)
+                yk = _grid(yk, h, w, columns)
+                y = yk if y is None else y + yk
+                states.append(hk)
+            state = jnp.stack(states, axis=1)  # (b, K, D, N)
         y = nn.LayerNorm(epsilon=1e-5, use_fast_variance=False, name="out_norm")(y)
         y = y * jax.nn.silu(z)
         return nn.Dense(c, use_bias=False, kernel_init=_dense_init, name="out_proj")(y), state
@@ -610,7 +640,7 @@ class LEBlock(nn.Module):
         return bool(self.window) and bool(self.local_d_state) and bool(self.local_conv)
 
     @nn.compact
-    def __call__(self, x, guide, prev=None, skip=None, *, train: bool = False):
+    def __call__(self, x, guide, prev=None, skip=None, train: bool = False):
         b, h, w, c = x.shape
         g = nn.Conv(c, (1, 1), kernel_init=_conv_init, name="guide_conv1")(guide)
         g = DepthwiseConv(3, dict(self.scan or {}).get("depthwise", "auto"), name="guide_conv2")(g)
@@ -669,8 +699,10 @@ class LEMamba(nn.Module):
     chunk: int = 128
     scan_budget: int = 2**26
     remat: bool = False
+    remat_blocks: bool = False
     depthwise: str = "auto"
     large_scan: str = "auto"
+    scan_directions: str = "auto"
 
     @property
     def levels(self) -> int:
@@ -695,6 +727,7 @@ class LEMamba(nn.Module):
             remat=self.remat,
             depthwise=self.depthwise,
             large_scan=self.large_scan,
+            scan_directions=self.scan_directions,
         )
 
     @nn.compact
@@ -728,7 +761,9 @@ class LEMamba(nn.Module):
         guides = [resize_align_corners(guide, Hp >> lvl, Wp >> lvl) for lvl in range(n_levels + 1)]
 
         def block(lvl, d_states, convs, expand, i, name, share_prev=False, skip_proj=False):
-            return LEBlock(
+            # remat_blocks: keep only each block's inputs for the backward pass, recompute the rest
+            cls = nn.remat(LEBlock, static_argnums=(5,)) if self.remat_blocks else LEBlock  # 5: train
+            return cls(
                 window=self.windows[lvl] if lvl < n_levels else None,
                 local_d_state=d_states[0],
                 local_conv=convs[0],
@@ -749,7 +784,7 @@ class LEMamba(nn.Module):
             for i in range(self.enc_blocks[lvl]):
                 sp = share and i > 0
                 x, state = block(lvl, self.enc_d_states[lvl], self.enc_convs[lvl], self.ssm_ratios[lvl], i, f"enc{lvl}_{i}", sp)(
-                    x, guides[lvl], state if sp else None, train=train
+                    x, guides[lvl], state if sp else None, None, train
                 )
             skips.append(x)
             skip_states.append(state)
@@ -759,7 +794,7 @@ class LEMamba(nn.Module):
         for i in range(self.middle_blocks):
             sp = share and i > 0
             x, state = block(n_levels, self.enc_d_states[-1], self.enc_convs[-1], self.ssm_ratios[-1], i, f"mid_{i}", sp)(
-                x, guides[n_levels], state if sp else None, train=train
+                x, guides[n_levels], state if sp else None, None, train
             )
 
         for lvl in reversed(range(n_levels)):
@@ -780,7 +815,7 @@ class LEMamba(nn.Module):
                     f"dec{lvl}_{i}",
                     share,
                     share and self.share_skip_state and i == 0,
-                )(x, guides[lvl], level_prev if share else None, skip_state, train=train)
+                )(x, guides[lvl], level_prev if share else None, skip_state, train)
             state = new_state
 
         x = nn.Conv(self.bands, (3, 3), padding=[(1, 1)] * 2, kernel_init=_conv_init, name="ending")(x)
@@ -817,8 +852,10 @@ def le_mamba_config() -> ml_collections.ConfigDict:
             "chunk": 128,
             "scan_budget": 2**26,  # elements of the (rows, K, L, D, N) arrays a scan call may build; 0 = no limit
             "large_scan": "auto",  # over the budget: 'loop' | 'chunked' | 'auto' (loop on CPU, chunked elsewhere)
-            "remat": False,
+            "remat": False,  # checkpoint each chunk of a 'chunked' scan
+            "remat_blocks": False,  # recompute each LE block in the backward pass (large training crops)
             "depthwise": "auto",  # depthwise conv: 'shift' | 'conv' | 'auto' (shift on CPU)
+            "scan_directions": "auto",  # the 4 SS2D directions: 'serial' (lax.scan) | 'batched' | 'auto' (serial on big maps)
         }
     )
 
@@ -881,7 +918,9 @@ def build_le_mamba(cfg: ml_collections.ConfigDict | dict) -> LEMamba:
         chunk=chunk,
         scan_budget=budget,
         remat=bool(get("remat", False)),
+        remat_blocks=bool(get("remat_blocks", False)),
         depthwise=_check_choice("depthwise", get("depthwise", "auto"), ("auto", "shift", "conv")),
+        scan_directions=_check_choice("scan_directions", get("scan_directions", "auto"), DIRECTION_MODES),
         **p,
     )
 

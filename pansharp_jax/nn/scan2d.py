@@ -32,16 +32,30 @@ column sits at the end of every row of a window), so a scan over them sees zero 
 there; ``window_valid_mask`` gives (nW, win*win) booleans marking real tokens for callers
 who want to mask them (e.g. force the step to identity).
 
+**One direction at a time.** ``direction_transforms(ndir, hw)`` gives, per direction k, the
+map from row-major tokens (b, L, D) to direction k's order and its inverse, as lists for
+``lax.switch``: a ``lax.scan`` over directions then keeps only one direction's activations
+alive (whole scenes), where ``cross_scan`` materialises all four. ``use_serial_directions``
+is the shared rule for when to do so.
+
 Everything is shape-polymorphic (no parameters, H and W come from the array or are passed
 as Python ints) and jittable; H, W and ``win`` are static.
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import jax
 import jax.numpy as jnp
 
 from pansharp_jax.errors import InputError
+
+# scan_directions='auto': the directions of a layer run one after the other (a lax.scan over
+# directions) once one direction's (b, L, d_inner) activations reach this many elements
+# (e.g. a 512 x 512 PAN at full width), and as one computation below it.
+SERIAL_DIRECTIONS_ABOVE = 1 << 23
+DIRECTION_MODES = ("auto", "batched", "serial")
 
 
 def _need_ndim(name: str, x: jax.Array, ndim: int, layout: str) -> None:
@@ -122,3 +136,41 @@ def window_valid_mask(H: int, W: int, win: int) -> jax.Array:
     """(nW, win*win) bool, True where a ``window_partition`` token is a real pixel (not padding)."""
     ones = jnp.ones((1, H, W, 1), bool)
     return window_partition(ones, win)[..., 0]
+
+
+def direction_transforms(ndir: int, hw: tuple[int, int] | None) -> tuple[list[Callable], list[Callable]]:
+    """Per scan direction k (``cross_scan`` order for ``ndir`` = 4, ``bidirectional_scan`` order
+    for 2): the map from row-major tokens (b, L, D) to direction k's token order, and its inverse.
+
+    Returns ``(to, back)``, two lists of ``ndir`` functions (b, L, D) -> (b, L, D), meant for
+    ``lax.switch(k, to, x)``. ``hw`` = (H, W) with H * W = L is needed for ``ndir`` = 4.
+    Built from reshapes, transposes and flips only: a gather with index arrays would make the
+    backward pass a scatter-add, which XLA runs very slowly on CPU.
+    """
+    if ndir not in (2, 4):
+        raise InputError(f"direction_transforms: ndir must be 2 or 4, got {ndir}")
+    flip = flip_sequence
+    to, back = [lambda x: x, flip], [lambda x: x, flip]
+    if ndir == 4:
+        if hw is None:
+            raise InputError("direction_transforms: 4 directions need hw = (H, W)")
+        h, w = hw
+
+        def cols(x: jax.Array, a: int, b: int) -> jax.Array:  # (n, a*b, d) as an a x b grid -> b x a, flattened
+            n, length, d = x.shape
+            return jnp.swapaxes(x.reshape(n, a, b, d), 1, 2).reshape(n, length, d)
+
+        to += [lambda x: cols(x, h, w), lambda x: flip(cols(x, h, w))]
+        back += [lambda y: cols(y, w, h), lambda y: cols(flip(y), w, h)]
+    return to, back
+
+
+def use_serial_directions(mode: str, elements: int) -> bool:
+    """Whether a layer's scan directions run one after the other.
+
+    ``mode``: ``'serial'`` / ``'batched'`` force it; ``'auto'`` is serial once one direction's
+    activations (``elements`` = b * L * d_inner) reach :data:`SERIAL_DIRECTIONS_ABOVE`.
+    """
+    if mode not in DIRECTION_MODES:
+        raise InputError(f"scan_directions must be one of {', '.join(DIRECTION_MODES)}, got {mode!r}")
+    return mode == "serial" or (mode == "auto" and elements >= SERIAL_DIRECTIONS_ABOVE)

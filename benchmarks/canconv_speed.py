@@ -145,6 +145,9 @@ def main() -> None:
     ap.add_argument("--skip-1024", action="store_true")
     ap.add_argument("--skip-operator", action="store_true")
     args = ap.parse_args()
+    from pansharp_jax.runtime import use_low_memory_cpu_scheduler
+
+    use_low_memory_cpu_scheduler()  # before the first JAX computation (see pansharp_jax.runtime)
     print(f"devices: {jax.devices()}")
     if not args.skip_operator:
         bench_operator(args.batch, 64, args.repeats)

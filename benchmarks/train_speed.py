@@ -301,6 +301,9 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
 
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
+    from pansharp_jax.runtime import use_low_memory_cpu_scheduler
+
+    use_low_memory_cpu_scheduler()  # before the first JAX computation (see pansharp_jax.runtime)
     if args.threads > 0 and hasattr(os, "sched_setaffinity"):
         cpus = sorted(os.sched_getaffinity(0))[: args.threads]
         os.sched_setaffinity(0, cpus)  # before JAX creates its CPU client and thread pool

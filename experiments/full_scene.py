@@ -47,6 +47,9 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--out", default="runs/full_scene")
     p.add_argument("--no-metrics", action="store_true", help="skip D_lambda / D_S / QNR")
     args = p.parse_args(argv)
+    from pansharp_jax.runtime import use_low_memory_cpu_scheduler
+
+    use_low_memory_cpu_scheduler()  # before the first JAX computation (see pansharp_jax.runtime)
 
     from PIL import Image
 

@@ -157,6 +157,9 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--eval-only", action="store_true", help="skip training; score the checkpoints in the workdir")
     p.add_argument("--no-console", action="store_true", help="no progress bar (for log files)")
     args = p.parse_args(rest)
+    from pansharp_jax.runtime import use_low_memory_cpu_scheduler
+
+    use_low_memory_cpu_scheduler()  # before the first JAX computation (see pansharp_jax.runtime)
 
     config = load_config(args.config, overrides)
     if args.steps:

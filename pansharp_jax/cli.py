@@ -54,6 +54,7 @@ import numpy as np
 
 from pansharp_jax import __version__
 from pansharp_jax.errors import InputError
+from pansharp_jax.runtime import use_low_memory_cpu_scheduler
 
 if TYPE_CHECKING:  # imported lazily at run time: `pansharp --version` does not load JAX
     from pansharp_jax.data.scene import Scene
@@ -823,6 +824,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"pansharp: error: {_one_line(str(e))}", file=sys.stderr)
         return 2
     args.overrides = overrides
+    use_low_memory_cpu_scheduler()  # before the first JAX computation (see pansharp_jax.runtime)
     if getattr(args, "command", None) == "demo" and args.seed is None:
         from pansharp_jax.data.demo import DEMO_SEED
 

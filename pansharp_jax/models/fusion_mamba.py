@@ -415,17 +415,21 @@ class FusionMambaBlock(nn.Module):
     depth: int = 1
     final: bool = False
     variant: str = "420"
+    remat: bool = False  # recompute each Mamba block in the backward pass
 
     @nn.compact
     def __call__(self, pan: jax.Array, ms: jax.Array) -> Any:
         n, h, w, d = pan.shape
         hw = (h, w)
         p, m = pan.reshape(n, h * w, d), ms.reshape(n, h * w, d)
+        single, cross = SingleMambaBlock, CrossMambaBlock
+        if self.remat:  # static: hw (argument 2 of single, 3 of cross; self is 0)
+            single, cross = nn.remat(single, static_argnums=(2,)), nn.remat(cross, static_argnums=(3,))
         for i in range(self.depth):
-            p = SingleMambaBlock(self.mamba, name=f"spa_mamba_layers_{i}")(p, hw)
-            m = SingleMambaBlock(self.mamba, name=f"spe_mamba_layers_{i}")(m, hw)
-        spa = CrossMambaBlock(self.mamba, name="spa_cross_mamba")(p, m, hw)
-        spe = CrossMambaBlock(self.mamba, name="spe_cross_mamba")(m, p, hw)
+            p = single(self.mamba, name=f"spa_mamba_layers_{i}")(p, hw)
+            m = single(self.mamba, name=f"spe_mamba_layers_{i}")(m, hw)
+        spa = cross(self.mamba, name="spa_cross_mamba")(p, m, hw)
+        spe = cross(self.mamba, name="spe_cross_mamba")(m, p, hw)
         f = _Linear(d, name="out_proj")((spa + spe) / 2)
         p, m, f = (t.reshape(n, h, w, d) for t in (p, m, f))
         if self.variant == "400":
@@ -464,10 +468,11 @@ class _Stage(nn.Module):
     mamba: dict
     depth: int = 1
     variant: str = "420"
+    remat: bool = False
 
     @nn.compact
     def __call__(self, pan, ms, pan_skip=None, ms_skip=None):
-        pan, ms = FusionMambaBlock(self.mamba, self.depth, variant=self.variant, name="fm")(pan, ms)
+        pan, ms = FusionMambaBlock(self.mamba, self.depth, variant=self.variant, remat=self.remat, name="fm")(pan, ms)
         if self.sample == "down":
             down = _Down(self.out_features, name="sample")
             return down(pan), down(ms), pan, ms
@@ -507,6 +512,7 @@ class FusionMamba(nn.Module):
     scan_chunk: int = 128
     scan_remat: bool = False
     scan_directions: str = "auto"
+    remat_blocks: bool = False
 
     def _check(self, lrms: jax.Array, pan: jax.Array) -> None:
         for key, a in (("lrms", lrms), ("pan", pan)):
@@ -548,11 +554,12 @@ class FusionMamba(nn.Module):
         p = _leaky(Conv2d(d0, 3, padding=1, name="raise_pan_dim_0")(pan))
         m = _leaky(Conv2d(d0, 3, padding=1, name="raise_ms_dim_0")(skip))
 
-        p, m, p0, m0 = _Stage(d1, "down", mamba, self.depth, v, name="stage0")(p, m)
-        p, m, p1, m1 = _Stage(d2, "down", mamba, self.depth, v, name="stage1")(p, m)
-        p, m = _Stage(d1, "up", mamba, self.depth, v, name="stage2")(p, m, p1, m1)
-        p, m = _Stage(d0, "up", mamba, self.depth, v, name="stage3")(p, m, p0, m0)
-        out = FusionMambaBlock(mamba, self.depth, final=True, variant=v, name="stage4")(p, m)
+        rb = self.remat_blocks
+        p, m, p0, m0 = _Stage(d1, "down", mamba, self.depth, v, rb, name="stage0")(p, m)
+        p, m, p1, m1 = _Stage(d2, "down", mamba, self.depth, v, rb, name="stage1")(p, m)
+        p, m = _Stage(d1, "up", mamba, self.depth, v, rb, name="stage2")(p, m, p1, m1)
+        p, m = _Stage(d0, "up", mamba, self.depth, v, rb, name="stage3")(p, m, p0, m0)
+        out = FusionMambaBlock(mamba, self.depth, final=True, variant=v, remat=rb, name="stage4")(p, m)
         if v == "400":
             out = out[1]  # the MS stream, m + f
 
@@ -582,6 +589,7 @@ def fusionmamba_config() -> ml_collections.ConfigDict:
             "scan_method": "associative",  # sequential | associative | chunked
             "scan_chunk": 128,  # tokens per chunk (chunked)
             "scan_remat": False,  # chunked: recompute chunk internals in reverse mode (less memory)
+            "remat_blocks": False,  # recompute each Mamba block in reverse mode (large training crops)
             "scan_directions": "auto",  # auto | batched | serial (the 2/4 scan directions; see Mamba)
         }
     )
@@ -624,6 +632,7 @@ def _build(cfg: ml_collections.ConfigDict) -> FusionMamba:
         scan_method=method,
         scan_chunk=_pos_int(cfg, "scan_chunk", 128),
         scan_remat=bool(cfg.get("scan_remat", False)),
+        remat_blocks=bool(cfg.get("remat_blocks", False)),
         scan_directions=directions,
     )
 

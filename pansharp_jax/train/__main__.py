@@ -15,6 +15,7 @@ from collections.abc import Sequence
 from typing import Any
 
 from pansharp_jax.errors import InputError
+from pansharp_jax.runtime import use_low_memory_cpu_scheduler
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -69,6 +70,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m pansharp_jax.train", description="Train a learned fusion method.")
     add_arguments(parser)
     args = parser.parse_args(rest)
+    use_low_memory_cpu_scheduler()  # before the first JAX computation (see pansharp_jax.runtime)
     try:
         summary = run(args, overrides)
     except InputError as e:

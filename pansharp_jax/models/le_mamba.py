@@ -503,6 +503,7 @@ class SS2D(nn.Module):
     depthwise: str = "auto"
     large_scan: str = "auto"
     scan_directions: str = "auto"
+    remat_blocks: bool = False  # with serial directions: recompute each direction in reverse mode
 
     @nn.compact
     def __call__(
@@ -575,6 +576,8 @@ class SS2D(nn.Module):
                 yk, hk = direction(jax.lax.switch(p[0], to_fns, tokens), list(p[1:]), False)
                 return acc + jax.lax.switch(p[0], back_fns, yk), hk
 
+            if self.remat_blocks:  # keep one direction's residuals, not all four
+                serial_step = jax.checkpoint(serial_step)
             y, states = jax.lax.scan(serial_step, jnp.zeros_like(tokens), (jnp.arange(k), *per_direction))
             y, state = y.reshape(b, h, w, d), jnp.moveaxis(states, 0, 1)  # state (b, K, D, N)
         else:  # all four in one graph; reversed directions scan the same sequence backwards (no flipped copy)
@@ -603,7 +606,7 @@ class VSSBlock(nn.Module):
     scan: dict = None  # type: ignore[assignment]  # SS2D scan/state settings (hashable via FrozenDict)
 
     @nn.compact
-    def __call__(self, x, prev=None, skip=None, *, train: bool = False):
+    def __call__(self, x, prev=None, skip=None, train: bool = False):
         c = x.shape[-1]
         y = nn.LayerNorm(epsilon=1e-6, use_fast_variance=False, name="norm")(x)
         y, state = SS2D(
@@ -646,11 +649,13 @@ class LEBlock(nn.Module):
         g = DepthwiseConv(3, dict(self.scan or {}).get("depthwise", "auto"), name="guide_conv2")(g)
         x = x + g
         scan = dict(self.scan or {})
+        # remat_blocks: the local and the global half are recomputed one at a time (train: arg 4)
+        vss = nn.remat(VSSBlock, static_argnums=(4,)) if scan.get("remat_blocks") else VSSBlock
         if self.has_local:
             win = int(self.window)  # type: ignore[arg-type]
             windows = window_partition(x, win).reshape(-1, win, win, c)
             local_scan = {**scan, "state_share": "none"}
-            y, _ = VSSBlock(
+            y, _ = vss(
                 self.local_d_state,  # type: ignore[arg-type]
                 self.local_expand,
                 self.local_conv,  # type: ignore[arg-type]
@@ -658,11 +663,11 @@ class LEBlock(nn.Module):
                 self.drop_path,
                 scan=local_scan,
                 name="local",
-            )(windows, train=train)
+            )(windows, None, None, train)
             y = window_merge(y.reshape(-1, win * win, c), win, h, w)
             gamma = self.param("gamma", nn.initializers.truncated_normal(0.02), (c,))
             x = x + y * gamma
-        return VSSBlock(
+        return vss(
             self.d_state,
             self.expand,
             self.conv,
@@ -672,7 +677,7 @@ class LEBlock(nn.Module):
             self.skip_proj,
             scan=scan,
             name="global",
-        )(x, prev, skip, train=train)
+        )(x, prev, skip, train)
 
 
 class LEMamba(nn.Module):
@@ -728,6 +733,7 @@ class LEMamba(nn.Module):
             depthwise=self.depthwise,
             large_scan=self.large_scan,
             scan_directions=self.scan_directions,
+            remat_blocks=self.remat_blocks,
         )
 
     @nn.compact

@@ -52,6 +52,13 @@ def get_config() -> ml_collections.ConfigDict:
     c.loss_weights = ml_collections.ConfigDict(
         {"l1": 1.0, "l2": 0.0, "fft": 0.1, "dwt": 0.1, "wavelet": "haar", "levels": 2, "fft_norm": "ortho"}
     )
+    # CANNet's per-sample k-means cache (pansharp_jax/train/cluster_cache.py): epoch 1 clusters
+    # every training sample and stores its indices; later epochs reuse them ('ready', no k-means)
+    # or re-cluster warm-started from them ('update') by `policy`: a period in epochs ('2') or
+    # 'last:period,...,period' (the official default: every epoch up to 10, every 10th up to 100,
+    # every 20th up to 300, then every 50th). Saved with every checkpoint. Only for models with
+    # k-means layers (cannet); evaluation always clusters afresh.
+    c.cluster_cache = ml_collections.ConfigDict({"enabled": False, "policy": "10:1,100:10,300:20,50"})
     c.steps = 100_000
     c.batch_size = 32  # global: summed over all devices and hosts
     c.log_every = 50

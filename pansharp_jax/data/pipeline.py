@@ -443,7 +443,9 @@ class BatchIterator(Iterator[Batch]):
     """Endless iterator of local batches with a resumable state.
 
     ``next(it)`` returns ``{"lrms", "pan", "lms", "gt"}`` float32 NHWC NumPy arrays of
-    ``global_batch_size / process_count`` samples. ``get_state()`` is
+    ``global_batch_size / process_count`` samples; call :meth:`peek_indices` (or
+    :meth:`peek_global_indices`) before it for the batch's dataset sample indices (the
+    trainer's cluster cache keys on them). ``get_state()`` is
     ``{"epoch", "position", "seed"}`` pointing at the *next* batch; ``set_state`` (or the
     ``state`` argument) continues from there.
     """
@@ -490,6 +492,12 @@ class BatchIterator(Iterator[Batch]):
     def peek_indices(self) -> np.ndarray:
         """The dataset indices of this process's next batch (without advancing)."""
         return self.sampler.local_indices(self.epoch, self.position)
+
+    def peek_global_indices(self) -> np.ndarray:
+        """The dataset indices of the next *global* batch (every process's rows, in order;
+        the same on every process), without advancing. Its rows ``[p*B/P, (p+1)*B/P)`` are
+        :meth:`peek_indices` of process ``p``."""
+        return self.sampler.global_indices(self.epoch, self.position)
 
     def __next__(self) -> Batch:
         batch = self.source.get_batch(self.peek_indices())

@@ -26,7 +26,10 @@ arguments for a training cluster cache (:class:`pansharp_jax.nn.canconv.ClusterC
 (``"ready"`` | ``"update"``); the raw k-means indices of the forward pass are sown to
 ``'intermediates'`` (``rb1/conv1/kmeans_indices`` etc.; read them with
 ``apply(..., mutable=['intermediates'])``). As in the official code, the cache is meant for
-training only: evaluation runs fresh k-means (fixed seed) on every forward.
+training only: evaluation runs fresh k-means (fixed seed) on every forward. The trainer uses
+it when ``config.cluster_cache.enabled`` (on in the ``configs/cannet_*.py``; see
+:mod:`pansharp_jax.train.cluster_cache`: per-sample ids, one jitted step per mode, the cache
+saved with every checkpoint).
 
 Facts the records leave open, and what is done here: k-means is k-means++ + 20 Lloyd
 iterations (kmcuda stops at < 1 % reassignments; its random generator differs), so outputs are

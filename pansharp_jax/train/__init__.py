@@ -6,7 +6,8 @@
 * :mod:`~pansharp_jax.train.state`, :mod:`~pansharp_jax.train.step`,
   :mod:`~pansharp_jax.train.losses`, :mod:`~pansharp_jax.train.optim`,
   :mod:`~pansharp_jax.train.parallel`, :mod:`~pansharp_jax.train.checkpoint`,
-  :mod:`~pansharp_jax.train.logging`: the pieces.
+  :mod:`~pansharp_jax.train.logging`, :mod:`~pansharp_jax.train.cluster_cache` (CANNet's k-means
+  cache): the pieces.
 
 Command line: ``python -m pansharp_jax.train --config configs/fusionnet_wv3.py --workdir
 runs/fnet [--resume] [--no-wandb] [--config.optim.lr=1e-3 ...]``.

@@ -3,7 +3,10 @@
 A checkpoint ``<workdir>/checkpoints/<step>/`` holds three items:
   * ``state``: ``{"step", "params", "opt_state", "rng"}`` (``StandardSave``);
   * ``data``: the iterator state ``{"epoch", "position", "seed"}`` (JSON);
-  * ``config``: the run's config as a plain dict (JSON).
+  * ``config``: the run's config as a plain dict (JSON);
+and, when the run has a k-means cluster cache (``config.cluster_cache``, CANNet), a fourth:
+  * ``clusters``: ``{layer: {"ids": (N,) int64, "indices": (N, P) uint8}}`` NumPy arrays
+    (``StandardSave``; :mod:`pansharp_jax.train.cluster_cache`).
 Orbax writes into a temporary directory and renames it when complete, so a run killed
 mid-save leaves the previous checkpoints intact (the partial one is cleaned up on restart).
 
@@ -20,6 +23,7 @@ from pathlib import Path
 from typing import Any
 
 import jax
+import numpy as np
 import orbax.checkpoint as ocp
 from orbax.checkpoint import checkpoint_managers as ocm
 
@@ -34,6 +38,21 @@ class _QuietMissingMetrics(logging.Filter):
 
 
 logging.getLogger("absl").addFilter(_QuietMissingMetrics())
+
+
+ITEMS = ("state", "data", "config", "clusters")
+"""The items a checkpoint may hold (``clusters`` only for runs with a cluster cache)."""
+
+
+def item_handlers() -> dict[str, Any]:
+    """Orbax handlers of :data:`ITEMS`: registered up front, so that a manager that has not
+    saved yet can restore (and see) every item, ``clusters`` included."""
+    return {
+        "state": ocp.StandardCheckpointHandler(),
+        "data": ocp.JsonCheckpointHandler(),
+        "config": ocp.JsonCheckpointHandler(),
+        "clusters": ocp.StandardCheckpointHandler(),
+    }
 
 
 class Checkpointer:
@@ -80,7 +99,7 @@ class Checkpointer:
             create=True,
             cleanup_tmp_directories=True,
         )
-        self.manager = ocp.CheckpointManager(self.directory, options=options, item_names=("state", "data", "config"))
+        self.manager = ocp.CheckpointManager(self.directory, options=options, item_handlers=item_handlers())
 
     def latest_step(self) -> int | None:
         return self.manager.latest_step()
@@ -110,15 +129,23 @@ class Checkpointer:
         data_state: Mapping[str, int],
         config: Mapping[str, Any],
         metrics: Mapping[str, float] | None = None,
+        clusters: Mapping[str, Any] | None = None,
     ) -> bool:
-        """Save step ``step``; ``metrics`` (plain floats) rank it for the best checkpoint."""
+        """Save step ``step``; ``metrics`` (plain floats) rank it for the best checkpoint.
+
+        ``clusters``: the cluster cache's arrays (``ClusterCacheTrainer.state_dict()``), saved
+        in the same step folder (so with the same atomic rename); None or empty: no such item.
+        """
         if metrics is not None and self.best_metric and self.best_metric not in metrics:
             raise InputError(f"checkpoint.best_metric {self.best_metric!r} is not among the metrics {sorted(metrics)}")
-        args = ocp.args.Composite(
-            state=ocp.args.StandardSave(state_tree),
-            data=ocp.args.JsonSave(dict(data_state)),
-            config=ocp.args.JsonSave(dict(config)),
-        )
+        items: dict[str, Any] = {
+            "state": ocp.args.StandardSave(state_tree),
+            "data": ocp.args.JsonSave(dict(data_state)),
+            "config": ocp.args.JsonSave(dict(config)),
+        }
+        if clusters:
+            items["clusters"] = ocp.args.StandardSave(dict(clusters))
+        args = ocp.args.Composite(**items)
         clean = None if metrics is None or not self.best_metric else {k: float(v) for k, v in metrics.items()}
         return bool(self.manager.save(int(step), args=args, metrics=clean, force=True))
 
@@ -141,6 +168,21 @@ class Checkpointer:
             ),
         )
         return out["state"], dict(out["data"]), dict(out["config"])
+
+    def restore_clusters(self, step: int | None = None) -> dict[str, Any] | None:
+        """The ``clusters`` item of ``step`` (default: latest) as NumPy arrays, or None when the
+        checkpoint has none (a run without a cluster cache, or saved before the cache existed)."""
+        step = self.latest_step() if step is None else step
+        if step is None:
+            raise InputError(f"no checkpoint in {self.directory}")
+        if "clusters" not in self._saved_items(int(step)):
+            return None
+        out = self.manager.restore(int(step), args=ocp.args.Composite(clusters=ocp.args.StandardRestore()))
+        return jax.tree.map(np.asarray, dict(out["clusters"]))
+
+    def _saved_items(self, step: int) -> set[str]:
+        meta = self.manager.metadata(step).item_metadata
+        return {k for k in ITEMS if k in meta and meta[k] is not None}
 
     def wait(self) -> None:
         """Block until pending asynchronous saves are on disk."""

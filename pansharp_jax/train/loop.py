@@ -11,6 +11,12 @@ at any point and restarted with ``resume=True`` ends with the parameters of an
 uninterrupted run: the state (params, optimizer state, step, base key) and the data
 iterator state are restored, and the key and batch of step ``s`` depend only on the seed
 and ``s``.
+
+Models with a k-means cluster cache (CANNet; ``config.cluster_cache.enabled``) run their
+updates through :class:`~pansharp_jax.train.cluster_cache.ClusterCacheTrainer`, which feeds
+and refreshes the cached cluster indices of each batch's samples; the cache is saved with
+every checkpoint and restored on resume. With the switch off (the default) the loop is the
+plain one above.
 """
 
 from __future__ import annotations
@@ -28,8 +34,8 @@ from pansharp_jax.data import pipeline
 from pansharp_jax.errors import InputError
 from pansharp_jax.metrics import REDUCED_KEYS, evaluate_reduced
 from pansharp_jax.models import registry
+from pansharp_jax.train import cluster_cache, parallel
 from pansharp_jax.train import losses as loss_lib
-from pansharp_jax.train import parallel
 from pansharp_jax.train.checkpoint import Checkpointer
 from pansharp_jax.train.cli_args import config_to_dict
 from pansharp_jax.train.logging import RunLogger, image_panel
@@ -50,6 +56,8 @@ class TrainResult:
       eval_history: ``(step, metrics)`` for every evaluation of this run.
       best: ``(step, value)`` of the best evaluation by the best metric, or None.
       start_step: the step this run started from (> 0 after a resume).
+      clusters: the k-means cluster cache and its steps (``config.cluster_cache.enabled``;
+        ``clusters.cache`` holds the indices), or None.
     """
 
     state: TrainState
@@ -59,6 +67,7 @@ class TrainResult:
     eval_history: list[tuple[int, dict[str, float]]]
     best: tuple[int, float] | None
     start_step: int
+    clusters: cluster_cache.ClusterCacheTrainer | None = None
 
     @property
     def params(self) -> Any:
@@ -169,6 +178,8 @@ def train(
     )
 
     state, schedule = init_state(config, train_src.get_batch([0]), mesh)
+    loss_fn = loss_lib.loss_from_config(config)  # config.loss (+ config.loss_weights for 'hybrid')
+    clusters = cluster_cache.from_config(config, mesh, loss=loss_fn, schedule=schedule, num_examples=len(train_src))
 
     ck = config.checkpoint
     if val_src is not None and str(ck.best_metric) and str(ck.best_metric) not in (*REDUCED_KEYS, "loss"):
@@ -192,6 +203,8 @@ def train(
         tree, data_state, saved_cfg = ckpt.restore(latest, state.arrays())
         state = state.with_arrays(tree)
         it.set_state(data_state)
+        if clusters is not None:
+            clusters.load_state_dict(ckpt.restore_clusters(latest))
         best = ckpt.best()
         now, then = _flat(cfg_dict), _flat(saved_cfg)
         changed = sorted(k for k in set(now) | set(then) if now.get(k) != then.get(k))
@@ -214,7 +227,6 @@ def train(
         is_main=is_main,
         console=bool(_get(config, "logging.console", True)),
     )
-    loss_fn = loss_lib.loss_from_config(config)  # config.loss (+ config.loss_weights for 'hybrid')
     train_step = make_train_step(mesh, loss=loss_fn, schedule=schedule)
     eval_fn = make_eval_step(mesh, loss=loss_fn)
     log_every = max(1, int(_get(config, "log_every", 50)))
@@ -230,8 +242,13 @@ def train(
     step = start
     try:
         while step < total:
-            batch = parallel.shard_batch(next(it), mesh)
-            state, metrics = train_step(state, batch, step_rng(base_key, step))
+            if clusters is None:
+                batch = parallel.shard_batch(next(it), mesh)
+                state, metrics = train_step(state, batch, step_rng(base_key, step))
+            else:  # the same update, with this batch's cached k-means clusters fed / refreshed
+                ids = clusters.batch_ids(it)
+                batch = parallel.shard_batch(next(it), mesh)
+                state, metrics = clusters.train_step(state, batch, ids, step, step_rng(base_key, step))
             step += 1
             if step % log_every == 0 or step == total:
                 last_train = {k: float(v) for k, v in parallel.to_host(metrics).items()}
@@ -257,11 +274,12 @@ def train(
                 if best is not None:
                     logger.log_scalars(step, {best_metric: best[1]}, prefix="best/")
             if eval_metrics is not None or (ckpt_every > 0 and step % ckpt_every == 0) or step == total:
-                ckpt.save(step, state.arrays(), it.get_state(), cfg_dict, metrics=eval_metrics)
+                cache_arrays = clusters.state_dict() if clusters is not None else None
+                ckpt.save(step, state.arrays(), it.get_state(), cfg_dict, metrics=eval_metrics, clusters=cache_arrays)
     finally:
         ckpt.close()
         logger.close()
-    return TrainResult(state, last_eval, last_train, history, eval_history, best, start)
+    return TrainResult(state, last_eval, last_train, history, eval_history, best, start, clusters)
 
 
 def _flat(d: Any, prefix: str = "") -> dict[str, Any]:

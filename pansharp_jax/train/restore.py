@@ -102,10 +102,12 @@ def _manager(directory: Path) -> Any:
     be writing into the folder at the same time)."""
     import orbax.checkpoint as ocp
 
+    from pansharp_jax.train.checkpoint import item_handlers
+
     options = ocp.CheckpointManagerOptions(
         read_only=True, create=False, save_interval_steps=0, enable_async_checkpointing=False
     )
-    return ocp.CheckpointManager(directory, options=options, item_names=("state", "data", "config"))
+    return ocp.CheckpointManager(directory, options=options, item_handlers=item_handlers())
 
 
 def _saved_config(manager: Any, step: int) -> dict[str, Any]:

@@ -3,11 +3,16 @@
 ``train_step(state, batch, rng) -> (state, metrics)`` is the pure function; the trainer
 uses :func:`make_train_step`, its jitted form with the state replicated and the batch
 split along ``'data'`` (the gradient all-reduce is inserted by XLA).
+
+Models with a k-means cluster cache (CANNet, :mod:`pansharp_jax.train.cluster_cache`) use
+:func:`cluster_train_step` / :func:`make_cluster_train_step` instead: the same update, with
+the cached cluster indices fed in and/or the fresh ones returned, one jitted function per
+cache mode.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from typing import Any
 
 import jax
@@ -49,12 +54,74 @@ def train_step(
         return loss_fn(fused.astype(jnp.float32), batch["gt"])
 
     value, grads = jax.value_and_grad(objective)(state.params)
+    return _apply(state, value, grads, schedule)
+
+
+def _apply(
+    state: TrainState, value: jax.Array, grads: Any, schedule: optax.Schedule | None
+) -> tuple[TrainState, Metrics]:
+    """The optimizer update and the step's metrics (shared by every train-step variant)."""
     metrics = {"loss": value, "grad_norm": optax.tree.norm(grads)}
     if schedule is not None:
         metrics["lr"] = jnp.asarray(schedule(state.step), jnp.float32)
     new_state = state.apply_gradients(grads)
     metrics["param_norm"] = optax.tree.norm(new_state.params)
     return new_state, metrics
+
+
+ClusterIndices = dict[str, jax.Array]
+CLUSTER_MODES = ("init", "update", "ready")
+
+
+def cluster_train_step(
+    state: TrainState,
+    batch: dict[str, jax.Array],
+    rng: jax.Array,
+    cached: Mapping[str, jax.Array] | None,
+    *,
+    mode: str,
+    extract: Callable[[Any], ClusterIndices],
+    loss: str | losses.LossFn = "l1",
+    schedule: optax.Schedule | None = None,
+) -> tuple[TrainState, Metrics, ClusterIndices | None]:
+    """:func:`train_step` of a model that takes cached k-means indices (CANNet's cache).
+
+    Args:
+      cached: ``{layer: (B, P) int}`` cluster indices of the batch's samples, or None.
+      mode: ``"init"`` (fresh k-means; ``cached`` must be None), ``"update"`` (k-means
+        warm-started from ``cached``'s cluster centres) or ``"ready"`` (``cached`` is the
+        clustering; no k-means runs).
+      extract: the model's ``'intermediates'`` -> ``{layer: (B, P)}`` sown k-means indices
+        (e.g. :func:`pansharp_jax.models.canconv.kmeans_indices_from`).
+    Returns:
+      ``(state, metrics, indices)``: the update of :func:`train_step` and, for ``"init"`` and
+      ``"update"``, the k-means indices this forward computed (None for ``"ready"``).
+    """
+    if mode not in CLUSTER_MODES:
+        raise ValueError(f"mode must be one of {CLUSTER_MODES}, got {mode!r}")
+    if (cached is None) != (mode == "init"):
+        raise ValueError(f"mode {mode!r} {'takes no' if mode == 'init' else 'needs'} cached indices")
+    loss_fn = loss if callable(loss) else losses.get_loss(loss)
+    kwargs: dict[str, Any] = {} if cached is None else {"kmeans_indices": dict(cached), "kmeans_mode": mode}
+    collect = mode != "ready"
+
+    def objective(params: Any) -> tuple[jax.Array, ClusterIndices | None]:
+        out = state.apply_fn(
+            {"params": params},
+            batch["lrms"],
+            batch["pan"],
+            batch["lms"],
+            train=True,
+            rngs={"dropout": rng},
+            mutable=["intermediates"] if collect else False,
+            **kwargs,
+        )
+        fused, sown = (out[0], extract(out[1]["intermediates"])) if collect else (out, None)
+        return loss_fn(fused.astype(jnp.float32), batch["gt"]), sown
+
+    (value, sown), grads = jax.value_and_grad(objective, has_aux=True)(state.params)
+    new_state, metrics = _apply(state, value, grads, schedule)
+    return new_state, metrics, sown
 
 
 def eval_step(
@@ -77,6 +144,50 @@ def make_train_step(
         return train_step(state, batch, rng, loss=loss, schedule=schedule)
 
     return jax.jit(fn, in_shardings=(rep, dat, rep), out_shardings=(rep, rep), donate_argnums=(0,) if donate else ())
+
+
+def make_cluster_train_step(
+    mesh: Mesh,
+    mode: str,
+    *,
+    extract: Callable[[Any], ClusterIndices],
+    loss: str | losses.LossFn = "l1",
+    schedule: optax.Schedule | None = None,
+    donate: bool = True,
+) -> Callable[..., Any]:
+    """:func:`cluster_train_step` for one ``mode`` (static), jitted over ``mesh``.
+
+    Signatures: ``"init"``: ``(state, batch, rng) -> (state, metrics, indices)``;
+    ``"update"``: ``(state, batch, rng, cached) -> (state, metrics, indices)``; ``"ready"``:
+    ``(state, batch, rng, cached) -> (state, metrics)``. The state and rng are replicated;
+    the batch, ``cached`` and the returned ``indices`` are split on ``'data'`` like the batch.
+    """
+    rep, dat = parallel.replicated(mesh), parallel.data_sharding(mesh)
+    kw = dict(mode=mode, extract=extract, loss=loss, schedule=schedule)
+    donate_argnums = (0,) if donate else ()
+    if mode == "init":
+
+        def init(state: TrainState, batch: dict[str, jax.Array], rng: jax.Array) -> Any:
+            return cluster_train_step(state, batch, rng, None, **kw)
+
+        return jax.jit(init, in_shardings=(rep, dat, rep), out_shardings=(rep, rep, dat), donate_argnums=donate_argnums)
+    if mode == "update":
+
+        def update(state: TrainState, batch: dict[str, jax.Array], rng: jax.Array, cached: ClusterIndices) -> Any:
+            return cluster_train_step(state, batch, rng, cached, **kw)
+
+        return jax.jit(
+            update, in_shardings=(rep, dat, rep, dat), out_shardings=(rep, rep, dat), donate_argnums=donate_argnums
+        )
+    if mode == "ready":
+
+        def ready(state: TrainState, batch: dict[str, jax.Array], rng: jax.Array, cached: ClusterIndices) -> Any:
+            return cluster_train_step(state, batch, rng, cached, **kw)[:2]
+
+        return jax.jit(
+            ready, in_shardings=(rep, dat, rep, dat), out_shardings=(rep, rep), donate_argnums=donate_argnums
+        )
+    raise ValueError(f"mode must be one of {CLUSTER_MODES}, got {mode!r}")
 
 
 def make_eval_step(mesh: Mesh, *, loss: str | losses.LossFn = "l1") -> Callable[..., tuple[jax.Array, jax.Array]]:

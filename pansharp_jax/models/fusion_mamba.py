@@ -61,6 +61,9 @@ The S6 recurrence is :func:`pansharp_jax.nn.selective_scan.selective_scan`. Conf
   computation, ``'serial'`` one after the other (a ``lax.scan`` over directions; 1/4 of the
   activation memory); ``'auto'`` (default) is serial once one direction's (N, L, d_inner)
   activations reach 2^23 elements (e.g. a 512 x 512 PAN at stage 0), else batched.
+* ``remat_blocks``: recompute each single/cross Mamba block in reverse mode. With
+  ``scan_directions='serial'`` and XLA:CPU's low-memory scheduler
+  (:mod:`pansharp_jax.runtime`) a 512 x 512 training step fits in about 10 GiB.
 
 CPU example (2 cores, shared machine): the released model on a 1280 x 1280 WV2 PAN
 (320 x 320 x 8 MS) in one piece, directions serial ('auto'): ``'sequential'`` 101 s, peak RSS

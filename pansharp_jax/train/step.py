@@ -27,11 +27,24 @@ Metrics = dict[str, jax.Array]
 
 
 def forward(
-    state: TrainState, params: Any, batch: dict[str, jax.Array], *, train: bool, rng: jax.Array | None = None
-) -> jax.Array:
-    """The model's fused image for ``batch`` (registry contract: lrms, pan, lms, train)."""
+    state: TrainState,
+    params: Any,
+    batch: dict[str, jax.Array],
+    *,
+    train: bool,
+    rng: jax.Array | None = None,
+    **apply_kwargs: Any,
+) -> Any:
+    """The model's fused image for ``batch`` (registry contract: lrms, pan, lms, train).
+
+    ``apply_kwargs`` go to ``apply`` as they are (e.g. ``mutable=['intermediates']``, which makes
+    it return ``(fused, variables)``, or a model's own keyword inputs such as CANNet's cached
+    ``kmeans_indices``).
+    """
     rngs = {"dropout": rng} if rng is not None else None
-    return state.apply_fn({"params": params}, batch["lrms"], batch["pan"], batch["lms"], train=train, rngs=rngs)
+    return state.apply_fn(
+        {"params": params}, batch["lrms"], batch["pan"], batch["lms"], train=train, rngs=rngs, **apply_kwargs
+    )
 
 
 def train_step(
@@ -106,16 +119,7 @@ def cluster_train_step(
     collect = mode != "ready"
 
     def objective(params: Any) -> tuple[jax.Array, ClusterIndices | None]:
-        out = state.apply_fn(
-            {"params": params},
-            batch["lrms"],
-            batch["pan"],
-            batch["lms"],
-            train=True,
-            rngs={"dropout": rng},
-            mutable=["intermediates"] if collect else False,
-            **kwargs,
-        )
+        out = forward(state, params, batch, train=True, rng=rng, mutable=["intermediates"] if collect else False, **kwargs)
         fused, sown = (out[0], extract(out[1]["intermediates"])) if collect else (out, None)
         return loss_fn(fused.astype(jnp.float32), batch["gt"]), sown
 
@@ -162,32 +166,22 @@ def make_cluster_train_step(
     ``(state, batch, rng, cached) -> (state, metrics)``. The state and rng are replicated;
     the batch, ``cached`` and the returned ``indices`` are split on ``'data'`` like the batch.
     """
+    if mode not in CLUSTER_MODES:
+        raise ValueError(f"mode must be one of {CLUSTER_MODES}, got {mode!r}")
     rep, dat = parallel.replicated(mesh), parallel.data_sharding(mesh)
     kw = dict(mode=mode, extract=extract, loss=loss, schedule=schedule)
-    donate_argnums = (0,) if donate else ()
-    if mode == "init":
+    takes_cached, returns_indices = mode != "init", mode != "ready"
 
-        def init(state: TrainState, batch: dict[str, jax.Array], rng: jax.Array) -> Any:
-            return cluster_train_step(state, batch, rng, None, **kw)
+    def step(state: TrainState, batch: dict[str, jax.Array], rng: jax.Array, *cached: ClusterIndices) -> Any:
+        out = cluster_train_step(state, batch, rng, cached[0] if cached else None, **kw)
+        return out if returns_indices else out[:2]
 
-        return jax.jit(init, in_shardings=(rep, dat, rep), out_shardings=(rep, rep, dat), donate_argnums=donate_argnums)
-    if mode == "update":
-
-        def update(state: TrainState, batch: dict[str, jax.Array], rng: jax.Array, cached: ClusterIndices) -> Any:
-            return cluster_train_step(state, batch, rng, cached, **kw)
-
-        return jax.jit(
-            update, in_shardings=(rep, dat, rep, dat), out_shardings=(rep, rep, dat), donate_argnums=donate_argnums
-        )
-    if mode == "ready":
-
-        def ready(state: TrainState, batch: dict[str, jax.Array], rng: jax.Array, cached: ClusterIndices) -> Any:
-            return cluster_train_step(state, batch, rng, cached, **kw)[:2]
-
-        return jax.jit(
-            ready, in_shardings=(rep, dat, rep, dat), out_shardings=(rep, rep), donate_argnums=donate_argnums
-        )
-    raise ValueError(f"mode must be one of {CLUSTER_MODES}, got {mode!r}")
+    return jax.jit(
+        step,
+        in_shardings=(rep, dat, rep) + ((dat,) if takes_cached else ()),
+        out_shardings=(rep, rep) + ((dat,) if returns_indices else ()),
+        donate_argnums=(0,) if donate else (),
+    )
 
 
 def make_eval_step(mesh: Mesh, *, loss: str | losses.LossFn = "l1") -> Callable[..., tuple[jax.Array, jax.Array]]:

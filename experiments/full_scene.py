@@ -53,21 +53,21 @@ def main(argv: list[str] | None = None) -> None:
 
     from PIL import Image
 
-    from pansharp_jax.cli import resolve_method
     from pansharp_jax.data import wald
     from pansharp_jax.data.io import load_scene
+    from pansharp_jax.methods import resolve
     from pansharp_jax.report.grid import apply_stretch, shared_stretch
 
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     scene = load_scene(args.input)
-    method = resolve_method(args.method, weights=args.weights, ckpt=args.ckpt)
+    method = resolve(args.method, weights=args.weights, ckpt=args.ckpt)
     rss0 = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
     t0 = time.perf_counter()
-    fused = np.asarray(method.run(scene))
+    fused = method.fuse(scene)
     first = time.perf_counter() - t0
     t0 = time.perf_counter()
-    fused = np.asarray(method.run(scene))
+    fused = method.fuse(scene)
     second = time.perf_counter() - t0
     peak_gib = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * (1 if sys.platform == "darwin" else 1024) / 2**30
     if not np.isfinite(fused).all():

@@ -107,6 +107,7 @@ def save_grid(
     title: str = "",
     percentiles: tuple[float, float] = (1.0, 99.0),
     ncols: int | None = None,
+    scores: Mapping[str, str] | None = None,
 ) -> Path:
     """Write a PNG grid: [GT], LRMS, PAN, then one panel per fused product; error maps if GT.
 
@@ -119,6 +120,8 @@ def save_grid(
       gt: optional (H, W, C) reference; adds the GT panel and the error maps.
       max_dn: DN of value 1.0 (2047 for 11 bits), for error maps in DN.
       title: text of the header strip.
+      scores: label -> a short score text shown after the label in the panel title
+        (e.g. ``"SAM 5.83  ERGAS 6.41"``).
 
     Returns the path written. Size: :func:`grid_pixel_size`.
     """
@@ -184,7 +187,9 @@ def save_grid(
         r, c = divmod(i, cols)
         ax = place(1 + step * r, c)
         ax.imshow(apply_stretch(f, rgb, lo, hi), interpolation=interp)
-        ax.set_title(label, fontsize=10, pad=3)
+        note = (scores or {}).get(label)
+        head = f"{label}: {note}" if note else label
+        ax.set_title(head, fontsize=10 if len(head) <= 34 else 8, pad=3)
         if with_errors:
             ax = place(2 + step * r, c)
             ax.imshow(np.clip(errors[label], 0, vmax), cmap=cmap, vmin=0, vmax=vmax, interpolation=interp)

@@ -25,8 +25,8 @@ if TYPE_CHECKING:
     from pansharp_jax.data.scene import Scene
     from pansharp_jax.data.sensors import Sensor
 
-# fuse_batch(lrms (N,h,w,C), pan (N,H,W,1), sensor, ratio) -> (N,H,W,C), [0, 1] scale, raw
-FuseBatch = Callable[[np.ndarray, np.ndarray, "Sensor", int], np.ndarray]
+# fuse_batch(lrms (N,h,w,C), pan (N,H,W,1), sensor, ratio[, lms=(N,H,W,C)]) -> (N,H,W,C), [0, 1], raw
+FuseBatch = Callable[..., np.ndarray]
 # margin(ratio) -> PAN pixels of context a window needs on each side
 MarginFn = Callable[[int], int]
 
@@ -41,8 +41,11 @@ class Method:
     Attributes:
       name: canonical name (``"mtf_glp_hpm"``, ``"fusionnet"``).
       label: display name for tables and grids (``"MTF-GLP-HPM"``, ``"FusionNet"``).
-      fuse_batch: ``(lrms, pan, sensor, ratio) -> fused``: (N, h, w, C), (N, H, W, 1) ->
-        (N, H, W, C), [0, 1] scale, not clipped. Windows of one shape share one compile.
+      fuse_batch: ``(lrms, pan, sensor, ratio, lms=None) -> fused``: (N, h, w, C), (N, H, W, 1)
+        -> (N, H, W, C), [0, 1] scale, not clipped. Windows of one shape share one compile.
+        ``lms`` (N, H, W, C), when given, replaces the method's own upsampling of ``lrms``
+        (windows of a larger scene take it from the scene's circular ``interp23tap``);
+        methods that cannot take it ignore it.
       source: which source built it (``"classical"``, ``"model"``, ...).
       margin_fn: ``ratio -> PAN pixels`` of context each side of a window needs so that
         the window's core equals the whole-scene output (receptive field radius), or the
@@ -57,6 +60,8 @@ class Method:
       origin: one line saying where the parameters came from.
       tags: provenance written into products (method, weights file and SHA-256...).
       generative: whether :meth:`sample` is available.
+      dtype: the precision it computes in (``"float32"`` networks, ``"float64"`` classical);
+        windows of a tiled scene get their ``lms`` in it, as the whole-scene path does.
       jax_fn: ``(sensor, ratio) -> f(lrms, pan)``, the pure jittable function behind
         ``fuse_batch`` (for XLA's memory analysis when planning tiles), or None.
     """
@@ -75,6 +80,7 @@ class Method:
     tags: Mapping[str, str] = dataclasses.field(default_factory=dict)
     generative: bool = False
     jax_fn: Callable[[Any, int], Callable[[Any, Any], Any]] | None = None
+    dtype: str = "float32"
 
     def margin(self, ratio: int) -> int:
         """PAN pixels of context a tile needs on each side (a multiple of ``ratio``)."""

@@ -32,6 +32,7 @@ __all__ = [
     "ModelSource",
     "resolve",
     "resolve_many",
+    "from_params",
     "register_source",
     "known_methods",
     "method_sources",
@@ -109,9 +110,10 @@ class ClassicalSource:
             raise InputError(f"method '{key}' is classical and takes no {', '.join('--' + u for u in used)}")
         label = classical.TOOLBOX_NAMES.get(key, key.upper())
 
-        def fuse_batch(lrms: np.ndarray, pan: np.ndarray, sensor: Any, ratio: int) -> np.ndarray:
+        def fuse_batch(lrms: np.ndarray, pan: np.ndarray, sensor: Any, ratio: int, lms: Any = None) -> np.ndarray:
             import jax
 
+            del lms  # whole-image methods: tiles go through their streaming form instead
             fn = classical.METHODS[key]  # looked up at call time (tests patch it)
             with jax.enable_x64(True):  # classical methods are cheap: run them toolbox-exact
                 return np.asarray(fn(None, lrms, pan, sensor=sensor.name, ratio=ratio), np.float64)
@@ -124,7 +126,7 @@ class ClassicalSource:
             key, label, fuse_batch, self.name,
             margin_fn=_classical_margin(key) if streaming else (lambda ratio: 16 * ratio),
             receptive=LOCAL, streaming=streaming, origin="classical", tags=_provenance(key, label, self.name),
-            jax_fn=jax_fn,
+            jax_fn=jax_fn, dtype="float64",
         )  # fmt: skip
 
 
@@ -219,23 +221,43 @@ class ModelSource:
             trained_sensor = data.get("sensor") or None
             trained_ratio = data.get("ratio")
             tags = _provenance(name, label, self.name, checkpoint=f"{Path(ckpt).name} step {restored.step} ({restored.which})")
-        model_ratio = cfg.get("ratio") if hasattr(cfg, "get") else None
-        return Method(
-            name, label, _model_fuse_batch(params, cfg), self.name,
-            margin_fn=_model_margin(name, params, cfg), receptive=GLOBAL if name in GLOBAL_MODEL_MARGINS else LOCAL,
-            bands=int(cfg.bands), ratio=int(model_ratio) if model_ratio is not None else None,
-            trained_sensor=str(trained_sensor) if trained_sensor else None, origin=origin,
-            tags={**tags, "trained_sensor": str(trained_sensor or ""), "trained_ratio": str(trained_ratio or "")},
-            jax_fn=_model_jax_fn(params, cfg),
-        )  # fmt: skip
+        tags = {**tags, "trained_sensor": str(trained_sensor or ""), "trained_ratio": str(trained_ratio or "")}
+        return from_params(name, params, cfg, label=label, origin=origin, trained_sensor=trained_sensor, tags=tags)
+
+
+def from_params(
+    name: str,
+    params: Any,
+    model_config: Any,
+    *,
+    label: str | None = None,
+    origin: str = "parameters in memory",
+    trained_sensor: str | None = None,
+    tags: Mapping[str, str] | None = None,
+) -> Method:
+    """A :class:`Method` for a registered model with parameters at hand (a notebook's
+    freshly trained ones, say): what :class:`ModelSource` builds from weights or a checkpoint."""
+    key = normalise(name)
+    label = label or _model_label(key)
+    cfg = model_config
+    model_ratio = cfg.get("ratio") if hasattr(cfg, "get") else None
+    return Method(
+        key, label, _model_fuse_batch(params, cfg), "model",
+        margin_fn=_model_margin(key, params, cfg), receptive=GLOBAL if key in GLOBAL_MODEL_MARGINS else LOCAL,
+        bands=int(cfg.bands), ratio=int(model_ratio) if model_ratio is not None else None,
+        trained_sensor=str(trained_sensor) if trained_sensor else None, origin=origin,
+        tags=dict(tags) if tags is not None else _provenance(key, label, "model"),
+        jax_fn=_model_jax_fn(params, cfg),
+    )  # fmt: skip
 
 
 def _model_fuse_batch(params: Any, cfg: Any) -> Any:
-    def fuse_batch(lrms: np.ndarray, pan: np.ndarray, sensor: Any, ratio: int) -> np.ndarray:
+    def fuse_batch(lrms: np.ndarray, pan: np.ndarray, sensor: Any, ratio: int, lms: Any = None) -> np.ndarray:
         from pansharp_jax.models import fuse
 
         del sensor, ratio  # the network sees only the arrays
-        return np.asarray(fuse(params, np.asarray(lrms, np.float32), np.asarray(pan, np.float32), model_config=cfg))
+        lms = None if lms is None else np.asarray(lms, np.float32)
+        return np.asarray(fuse(params, np.asarray(lrms, np.float32), np.asarray(pan, np.float32), model_config=cfg, lms=lms))
 
     return fuse_batch
 

@@ -32,10 +32,11 @@ __all__ = ["fuse", "registry"]
 
 
 @functools.partial(jax.jit, static_argnames=("module", "ratio", "clip"))
-def _fuse_batch(module: Any, params: Any, lrms: jax.Array, pan: jax.Array, ratio: int, clip: bool) -> jax.Array:
+def _fuse_batch(module: Any, params: Any, lrms: jax.Array, pan: jax.Array, ratio: int, clip: bool, lms: Any = None) -> jax.Array:
     from pansharp_jax.classical import upsample_ms
 
-    lms = upsample_ms(lrms, ratio)
+    if lms is None:
+        lms = upsample_ms(lrms, ratio)
     out = module.apply({"params": params}, lrms, pan, lms, train=False)
     return jnp.clip(out, 0.0, 1.0) if clip else out
 
@@ -48,6 +49,7 @@ def fuse(
     model_config: ml_collections.ConfigDict | dict[str, Any],
     rng: Any = None,
     clip: bool = False,
+    lms: Any = None,
 ) -> jax.Array:
     """Fuse with a registered learned model: make ``lms`` and apply the network.
 
@@ -61,6 +63,8 @@ def fuse(
         ``registry.default_config`` or ``convert.import_weights`` give it.
       rng: unused (the networks are deterministic at inference); accepted for the contract.
       clip: clip the output to [0, 1], as the DLPan-Toolbox does before saving its results.
+      lms: optional (N, H, W, C) / (H, W, C) upsampled MS to use instead of computing it
+        (a window of a larger scene takes its ``lms`` from the scene's circular upsampling).
 
     Returns:
       (N, H, W, C) or (H, W, C) fused image on the [0, 1] scale (float32 for float32
@@ -91,5 +95,10 @@ def fuse(
     ratio = hh // h if h else 0
     if ratio < 1 or (hh, ww) != (ratio * h, ratio * w):
         raise InputError(f"pan {hh}x{ww} is not an integer multiple of lrms {h}x{w} (same ratio on both axes)")
-    out = _fuse_batch(module, params, lrms, pan, ratio, bool(clip))
+    if lms is not None:
+        lms = jnp.asarray(lms, lrms.dtype)
+        lms = lms[None] if single and lms.ndim == 3 else lms
+        if lms.shape != (*pan.shape[:3], lrms.shape[-1]):
+            raise InputError(f"lms must be {(*pan.shape[:3], lrms.shape[-1])}, got {tuple(lms.shape)}")
+    out = _fuse_batch(module, params, lrms, pan, ratio, bool(clip), lms)
     return out[0] if single else out

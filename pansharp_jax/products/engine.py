@@ -23,6 +23,7 @@ Everything is on the [0, 1] scale; DN appear only in the sink that writes a file
 from __future__ import annotations
 
 import dataclasses
+import functools
 import time
 from collections.abc import Callable
 from typing import Any, Protocol
@@ -171,13 +172,78 @@ class TiledReport:
     nodata_pixels: int
 
 
-def _read(source: Any, window: tuple[int, int, int, int]) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+# LR pixels of wrapped context for the upsampling of a window: interp23tap's 23-tap
+# stages reach 11 samples at each x2 level, i.e. < 6 + 3 + 1.5 ... < 12 LR pixels for
+# any power-of-two ratio; the Kaiser sinc of interp_general reaches a similar span.
+LMS_CONTEXT = 16
+
+
+def _axis_indices(a: int, b: int, size: int, extra: int) -> np.ndarray:
+    return np.arange(a - extra, b + extra) % size
+
+
+@functools.lru_cache(maxsize=4)
+def _upsampler(ratio: int, dtype: str) -> Any:
+    import jax
+
+    from pansharp_jax.classical import upsample_ms
+
+    return jax.jit(lambda x: upsample_ms(x.astype(dtype), ratio))
+
+
+def window_lms(source: Any, window: tuple[int, int, int, int], dtype: str = "float64") -> np.ndarray:
+    """The scene's upsampled MS (``interp23tap``, circular boundary) on a PAN window.
+
+    The toolbox's upsampling wraps around the scene, so a window at the top edge needs
+    the scene's bottom rows: the LR window is extended by :data:`LMS_CONTEXT` pixels
+    with wrapped indices, upsampled, and cropped. (H, W, C) float64 on [0, 1].
+    """
+    import jax
+
+    from pansharp_jax.classical import upsample_ms
+
+    r0, r1, c0, c1 = window
+    r = int(source.ratio)
+    h, w = source.height // r, source.width // r
+    a, b, c, d = r0 // r, r1 // r, c0 // r, c1 // r
+    er, ec = min(LMS_CONTEXT, h), min(LMS_CONTEXT, w)
+    if er >= h and ec >= w and (a, b, c, d) == (0, h, 0, w):
+        ext, er, ec = np.asarray(source.read_lrms(0, h, 0, w), np.float64), 0, 0
+    else:
+        rows, cols = _axis_indices(a, b, h, er), _axis_indices(c, d, w, ec)
+        ext = _read_lr_indices(source, rows, cols)
+    with jax.enable_x64(dtype == "float64"):
+        up = np.asarray(_upsampler(r, dtype)(ext))
+    return up[er * r : er * r + (r1 - r0), ec * r : ec * r + (c1 - c0)]
+
+
+def _runs(idx: np.ndarray) -> list[tuple[int, int, int]]:
+    """Contiguous runs of an index array: (position in idx, start, stop)."""
+    out, start = [], 0
+    for k in range(1, len(idx) + 1):
+        if k == len(idx) or idx[k] != idx[k - 1] + 1:
+            out.append((start, int(idx[start]), int(idx[k - 1]) + 1))
+            start = k
+    return out
+
+
+def _read_lr_indices(source: Any, rows: np.ndarray, cols: np.ndarray) -> np.ndarray:
+    """LRMS pixels at the given (wrapped) row and column indices, read as few windows."""
+    out = np.zeros((len(rows), len(cols), source.nbands), np.float64)
+    for pr, ra, rb in _runs(rows):
+        for pc, ca, cb in _runs(cols):
+            out[pr : pr + rb - ra, pc : pc + cb - ca] = source.read_lrms(ra, rb, ca, cb)
+    return out
+
+
+def _read(source: Any, window: tuple[int, int, int, int], *, with_lms: bool = True, dtype: str = "float64") -> tuple[np.ndarray, np.ndarray, np.ndarray, Any]:
+    """(lrms, pan, nodata, lms or None) of a PAN window."""
     r0, r1, c0, c1 = window
     r = source.ratio
     pan = np.asarray(source.read_pan(r0, r1, c0, c1), np.float64)
     lrms = np.asarray(source.read_lrms(r0 // r, r1 // r, c0 // r, c1 // r), np.float64)
     nodata = np.asarray(source.nodata_mask(r0, r1, c0, c1), bool)
-    return lrms, pan, nodata
+    return lrms, pan, nodata, window_lms(source, window, dtype) if with_lms else None
 
 
 def _progress(enabled: bool, what: str, total: int) -> Any:
@@ -256,9 +322,9 @@ def fuse_tiled(
         for i, row in enumerate(rows):
             for start in range(0, len(row), max(1, batch)):
                 group = row[start : start + max(1, batch)]
-                reads = [_read(source, t.window) for t in group]
+                reads = [_read(source, t.window, dtype=method.dtype) for t in group]
                 fused = _fuse_group(method, streaming, stats, reads, source, batch)
-                for t, (_, _, nodata), out in zip(group, reads, fused, strict=True):
+                for t, (_, _, nodata, _), out in zip(group, reads, fused, strict=True):
                     if clip:
                         out = finish_product(out)
                     if mask_nodata and nodata.any():
@@ -282,19 +348,17 @@ def _gather_stats(streaming: Any, source: Any, plan: TilePlan, mask_nodata: bool
     from pansharp_jax.classical import upsample_ms
 
     stats = None
-    r = int(source.ratio)
     with jax.enable_x64(True):
         gather = jax.jit(streaming.gather, static_argnums=0)
-        lms_of = jax.jit(upsample_ms, static_argnums=1)
         for k in range(int(streaming.passes)):
             task = bar.add_task(f"{label}: statistics, pass {k + 1}/{streaming.passes}", total=len(plan))
             sums = None
             for t in plan:
-                lrms, pan, nodata = _read(source, t.window)
+                lrms, pan, nodata, lms = _read(source, t.window)
                 mask = core_mask(t)
                 if mask_nodata:
                     mask = mask * ~nodata
-                part = gather(k, lms_of(lrms, r), pan, lrms, mask, stats)
+                part = gather(k, lms, pan, lrms, mask, stats)
                 sums = _tree_add(sums, part)
                 bar.advance(task)
             stats = streaming.finish(k, sums, stats)
@@ -307,16 +371,15 @@ def _fuse_group(method: Method, streaming: Any, stats: Any, reads: list[Any], so
     if streaming is not None:
         import jax
 
-        from pansharp_jax.classical import upsample_ms
-
         with jax.enable_x64(True):
             apply = _jitted_apply(streaming)
-            return [np.asarray(apply(upsample_ms(lr, r), p, lr, stats)) for lr, p, _ in reads]
+            return [np.asarray(apply(lms, p, lr, stats)) for lr, p, _, lms in reads]
     n = len(reads)
     pad = max(1, batch) - n
     lrms = np.stack([x[0] for x in reads] + [reads[-1][0]] * pad)
     pan = np.stack([x[1] for x in reads] + [reads[-1][1]] * pad)
-    out = np.asarray(method.fuse_batch(lrms, pan, source.sensor, r), np.float64)
+    lms = np.stack([x[3] for x in reads] + [reads[-1][3]] * pad)
+    out = np.asarray(method.fuse_batch(lrms, pan, source.sensor, r, lms=lms), np.float64)
     return [out[i] for i in range(n)]
 
 
@@ -391,7 +454,7 @@ def choose_tile(method: Method, source: Any, max_bytes: float, *, margin: int | 
 
 def fuse_source(method: Method, source: Any, *, clip: bool = True) -> np.ndarray:
     """Whole-scene fusion of a :class:`WindowSource` read in one piece: (H, W, C) on [0, 1]."""
-    lrms, pan, nodata = _read(source, (0, source.height, 0, source.width))
+    lrms, pan, nodata, _ = _read(source, (0, source.height, 0, source.width), with_lms=False)
     out = method.fuse_arrays(lrms, pan, sensor=source.sensor, ratio=source.ratio, clip=clip)
     if nodata.any():
         out = np.where(nodata[..., None], 0.0, out)

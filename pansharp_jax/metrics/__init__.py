@@ -4,6 +4,8 @@
   (Q2n, Q_avg, SAM, ERGAS, SCC, plus PSNR and SSIM).
 * :func:`evaluate_full`: full resolution, no ground truth
   (D_lambda, D_lambda_K, D_S, QNR, HQNR).
+* :func:`evaluate_full_tiled`: the same values for scenes larger than memory, from
+  window readers, tile by tile (:mod:`~pansharp_jax.metrics.full_tiled`).
 
 Public entry points take [0, 1] images (HWC or NHWC) and return Python floats; the
 jittable array functions in :mod:`~pansharp_jax.metrics.reduced` and
@@ -20,6 +22,7 @@ from pansharp_jax.metrics.full import (
     hqnr_dn,
     hqnr_from_upsampled,
 )
+from pansharp_jax.metrics.full_tiled import TileMargins, evaluate_full_tiled, tile_margins
 from pansharp_jax.metrics.reduced import (
     REDUCED_KEYS,
     cut_border,
@@ -37,12 +40,14 @@ from pansharp_jax.metrics.reduced import (
 __all__ = [
     "FULL_KEYS",
     "REDUCED_KEYS",
+    "TileMargins",
     "cut_border",
     "d_lambda",
     "d_lambda_k",
     "d_s",
     "ergas",
     "evaluate_full",
+    "evaluate_full_tiled",
     "evaluate_reduced",
     "full_metrics_dn",
     "hqnr_dn",
@@ -54,4 +59,5 @@ __all__ = [
     "sam",
     "scc",
     "ssim",
+    "tile_margins",
 ]

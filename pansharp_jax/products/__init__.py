@@ -1,0 +1,1 @@
+"""Whole scenes of any size: windowed GeoTIFF reading, tiled fusion and Cloud-Optimized GeoTIFF products."""

@@ -110,10 +110,19 @@ def _stem(scene: Path) -> str:
     return scene.name[: low.rindex("_ms.")] if "_ms.t" in low else scene.stem
 
 
+# GDAL's block cache holds written tiles until overviews are built: bounded (MiB) unless
+# the user set GDAL_CACHEMAX; one row of 512-pixel tiles of a 40,000-pixel 8-band product
+# is 330 MiB.
+GDAL_CACHE_MIB = "512"
+
+
 def cmd_fuse(args: argparse.Namespace) -> int:
     """Fuse one scene, or every scene of a catalogue."""
+    import os
+
     from pansharp_jax.methods import resolve
 
+    os.environ.setdefault("GDAL_CACHEMAX", GDAL_CACHE_MIB)
     if args.tile is not None and args.tile < 1:
         raise InputError(f"--tile must be a positive number of PAN pixels, got {args.tile}")
     if args.max_memory is not None and args.max_memory <= 0:

@@ -51,8 +51,9 @@ import numpy as np
 from pansharp_jax import classical
 from pansharp_jax.data import pipeline, wald
 from pansharp_jax.data.io import load_scene
+from pansharp_jax.methods import from_params, resolve
 from pansharp_jax.metrics import evaluate_reduced
-from pansharp_jax.models import fuse, registry
+from pansharp_jax.models import registry
 from pansharp_jax.train import parallel
 from pansharp_jax.train.checkpoint import Checkpointer
 from pansharp_jax.train.cli_args import load_config, main_args
@@ -204,14 +205,13 @@ def main(argv: list[str] | None = None) -> int:
     labels: dict[str, str] = {}
     model = registry.get(config.model.name).description.split(" (")[0].split(":")[0] or str(config.model.name)
     for tag, (step, params) in ckpts.items():
-        out = fuse(params, inp["lrms"].astype(np.float32), inp["pan"].astype(np.float32), model_config=config.model)
-        fused[tag] = np.asarray(out, np.float64)
+        net = from_params(str(config.model.name), params, config.model)
+        fused[tag] = net.fuse_arrays(inp["lrms"], inp["pan"], ratio=r, clip=False)
         labels[tag] = f"{model} ({tag} ckpt, step {step})"
-    with jax.enable_x64(True):
-        lrms64, pan64 = jnp.asarray(inp["lrms"], jnp.float64), jnp.asarray(inp["pan"], jnp.float64)
-        for name, method in classical.METHODS.items():
-            fused[name] = np.asarray(method(None, lrms64, pan64, sensor=sensor, ratio=r))
-            labels[name] = classical.TOOLBOX_NAMES[name]
+    for name in classical.METHODS:  # through the method API, raw (unclipped) outputs in float64
+        method = resolve(name)
+        fused[name] = method.fuse_arrays(inp["lrms"], inp["pan"], sensor=sensor, ratio=r, clip=False)
+        labels[name] = method.label
 
     report: dict[str, Any] = {
         "config": args.config,

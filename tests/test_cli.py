@@ -323,3 +323,22 @@ def test_installed_entry_point() -> None:
     assert res.returncode == 2
     lines = res.stderr.strip().splitlines()
     assert len(lines) == 1 and lines[0].startswith("pansharp: error: file not found: does_not_exist.mat"), lines
+
+
+def test_fuse_help_lists_the_methods(capsys: pytest.CaptureFixture[str]) -> None:
+    rc, out, _ = run(capsys, "fuse", "--help")
+    assert rc == 0
+    listed = out.split("methods:")[-1]
+    for name in ("gsa", "mtf_glp_fs", "fusionnet", "fusionmamba", "cannet"):
+        assert name in listed
+
+
+def test_assumed_sensor_and_bits_are_said(capsys: pytest.CaptureFixture[str], tmp_path: Path) -> None:
+    a = _small()
+    path = _write_mat(tmp_path / "scene.mat", I_MS_LR=a["lrms"], I_PAN=a["pan"])
+    rc, _, err = run(capsys, "fuse", "-m", "exp", "-i", path, "-o", tmp_path / "o.npz")
+    assert rc == 0, err
+    warning = [ln for ln in err.splitlines() if ln.startswith("pansharp: warning: assumed")]
+    assert len(warning) == 1 and "generic" in warning[0] and "--sensor" in warning[0] and "--bits" in warning[0]
+    rc, _, err = run(capsys, "fuse", "-m", "exp", "-i", path, "--sensor", "QB", "--bits", "11", "-o", tmp_path / "o2.npz")
+    assert rc == 0 and "assumed" not in err

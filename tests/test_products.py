@@ -238,3 +238,22 @@ def test_compare_scores_clipped_products_as_the_readme_table(capsys: pytest.Capt
     scores = {r["method"]: r["metrics"] for r in json.loads((out / "metrics.json").read_text())["results"]}
     assert scores["cannet"]["SAM"] == pytest.approx(5.833, abs=5e-4)
     assert scores["cannet"]["ERGAS"] == pytest.approx(6.415, abs=5e-4)
+
+
+def test_eval_tiled_equals_whole_scene_full_resolution(capsys: pytest.CaptureFixture[str], pair: tuple[Path, Path], tmp_path: Path) -> None:
+    import json
+
+    ms, pan = pair
+    product = tmp_path / "exp.tif"
+    assert _run(capsys, "fuse", "-m", "exp", "-i", ms, "--pan", pan, "--sensor", "QB", "-o", product)[0] == 0
+    whole, tiled = tmp_path / "whole.json", tmp_path / "tiled.json"
+    rc, _, err = _run(capsys, "eval", "-f", product, "-i", ms, "--pan", pan, "--sensor", "QB", "--json", whole)
+    assert rc == 0, err
+    rc, _, err = _run(capsys, "eval", "-f", product, "-i", ms, "--pan", pan, "--sensor", "QB", "--json", tiled, "--tile", "64")
+    assert rc == 0, err
+    a, b = json.loads(whole.read_text())["metrics"], json.loads(tiled.read_text())["metrics"]
+    assert set(a) == set(b) == {"D_lambda", "D_lambda_K", "D_S", "QNR", "HQNR"}
+    for k in a:
+        assert b[k] == pytest.approx(a[k], abs=1e-9), k
+    rc, _, err = _run(capsys, "eval", "-f", product, "-i", ms, "--pan", pan, "--tile", "48")
+    _one_error(rc, err, "multiple of the 32-pixel block")

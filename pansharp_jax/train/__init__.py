@@ -7,10 +7,12 @@
   :mod:`~pansharp_jax.train.losses`, :mod:`~pansharp_jax.train.optim`,
   :mod:`~pansharp_jax.train.parallel`, :mod:`~pansharp_jax.train.checkpoint`,
   :mod:`~pansharp_jax.train.logging`, :mod:`~pansharp_jax.train.cluster_cache` (CANNet's k-means
-  cache): the pieces.
+  cache), :mod:`~pansharp_jax.train.workdir` (the run folder: saved ``config.json``, checks):
+  the pieces.
 
 Command line: ``python -m pansharp_jax.train --config configs/fusionnet_wv3.py --workdir
-runs/fnet [--resume] [--no-wandb] [--config.optim.lr=1e-3 ...]``.
+runs/fnet [--wandb] [--config.optim.lr=1e-3 ...]``; continue a run with ``python -m
+pansharp_jax.train --workdir runs/fnet --resume [--config.KEY=VALUE ...]`` (its saved config).
 
 Submodules are imported lazily so that ``import pansharp_jax.train`` stays cheap.
 """

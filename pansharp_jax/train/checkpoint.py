@@ -169,6 +169,33 @@ class Checkpointer:
         )
         return out["state"], dict(out["data"]), dict(out["config"])
 
+    def params_mismatch(self, step: int, state_tree: Any) -> str | None:
+        """How the saved parameters of ``step`` differ from ``state_tree["params"]`` (from the
+        checkpoint's metadata, no array read), e.g. ``params['conv1']['kernel']: saved (3, 3, 4, 4),
+        now (3, 3, 4, 8)``; None when names and shapes agree (or the metadata cannot be read)."""
+
+        def shapes(tree: Any) -> dict[str, tuple[int, ...]]:
+            out = {}
+            for path, leaf in jax.tree_util.tree_leaves_with_path(tree):
+                key = jax.tree_util.keystr(path)
+                if key.startswith("['params']") and getattr(leaf, "shape", None) is not None:
+                    out[key[len("['params']") :]] = tuple(int(d) for d in leaf.shape)
+            return out
+
+        try:
+            saved = shapes(self.manager.item_metadata(int(step))["state"])
+        except Exception:  # noqa: BLE001 - no usable metadata: let the restore itself decide
+            return None
+        now = shapes({"params": state_tree["params"]})
+        if not saved:
+            return None
+        for key in sorted(set(saved) | set(now)):
+            a, b = saved.get(key), now.get(key)
+            if a != b:
+                was, now_is = ("absent" if v is None else str(v) for v in (a, b))
+                return f"params{key}: saved {was}, now {now_is}"
+        return None
+
     def restore_clusters(self, step: int | None = None) -> dict[str, Any] | None:
         """The ``clusters`` item of ``step`` (default: latest) as NumPy arrays, or None when the
         checkpoint has none (a run without a cluster cache, or saved before the cache existed)."""

@@ -7,6 +7,13 @@ optional). Values are parsed as Python literals and type-checked against the fie
 replace: int -> float is widened, a bool accepts true/false/yes/no/1/0, a str takes the
 text as is, a tuple/list accepts ``1,2,3`` or ``(1, 2, 3)``. An unknown key or a value of
 the wrong type raises :class:`~pansharp_jax.errors.InputError` naming the key.
+
+``FILE.py:ARG``: the ARGs a config file accepts are its module-level ``CONFIG_ARGS`` tuple when
+it defines one (``CONFIG_ARGS = None``: any ARG), else the strings that the file, or a sibling
+it loads with :func:`load_sibling`, compares ``arg`` (``get_config``'s parameter) with
+(``arg == "smoke"``), plus a string default of that parameter (:func:`config_args`). An ARG
+outside a known set, an ARG for a ``get_config()`` without a parameter, and any ARG that makes
+``get_config`` raise are refused with a one-line InputError (listing the valid ARGs when known).
 """
 
 from __future__ import annotations
@@ -14,6 +21,7 @@ from __future__ import annotations
 import ast
 import difflib
 import importlib.util
+import inspect
 import os
 import sys
 from collections.abc import Sequence
@@ -55,11 +63,124 @@ def load_config(path: str | os.PathLike[str], overrides: Sequence[str] = ()) -> 
     module = _import_file(Path(text), f"_pansharp_config_{Path(text).stem}")
     if not hasattr(module, "get_config"):
         raise InputError(f"config file {text} has no get_config()")
-    config = module.get_config() if arg is None else module.get_config(arg)
+    if arg is None:
+        config = module.get_config()
+    else:
+        config = _call_with_arg(module, Path(text), arg)
     if not isinstance(config, ml_collections.ConfigDict):
         raise InputError(f"get_config() in {text} must return an ml_collections.ConfigDict")
     apply_overrides(config, overrides)
     return config
+
+
+def _call_with_arg(module: ModuleType, path: Path, arg: str) -> Any:
+    """``module.get_config(arg)``, refusing unknown ARGs with a one-line InputError."""
+    try:
+        params = inspect.signature(module.get_config).parameters
+    except (TypeError, ValueError):  # pragma: no cover - builtins / odd callables
+        params = None
+    if params is not None and not params:
+        raise InputError(f"config {path}:{arg}: get_config() in {path.name} takes no ARG; drop ':{arg}'")
+    valid = config_args(module, path)
+    shown = f"valid ARGs: {', '.join(valid)} (or none: {path.name} alone)" if valid else ""
+    if valid is not None and arg not in valid:
+        close = difflib.get_close_matches(arg, list(valid), n=1)
+        hint = f"did you mean '{close[0]}'? " if close else ""
+        raise InputError(f"unknown config ARG '{arg}' in {path}:{arg}; {hint}{shown}")
+    try:
+        return module.get_config(arg)
+    except InputError:
+        raise
+    except Exception as e:  # noqa: BLE001 - any failure of get_config(arg) is a bad ARG
+        why = " ".join(f"{type(e).__name__}: {e}".split())
+        tail = f"; {shown}" if valid else ""
+        raise InputError(f"config {path}:{arg}: get_config('{arg}') failed ({why}){tail}") from None
+
+
+def config_args(module: ModuleType, path: str | os.PathLike[str]) -> tuple[str, ...] | None:
+    """The ARGs ``path`` (a config file, imported as ``module``) accepts, or None when unknown.
+
+    ``module.CONFIG_ARGS`` when defined (a tuple of strings; None: any ARG). Otherwise a static
+    read of the source: every string that ``get_config``'s parameter (or a name ``arg``) is
+    compared with (``==``, ``!=``, ``in``, ``not in``) in the file and in the sibling files it
+    loads with ``load_sibling(__file__, "name")`` (recursively), plus a string default of the
+    parameter. None when nothing is found (a free-form ARG, e.g. a step count).
+    """
+    if hasattr(module, "CONFIG_ARGS"):
+        declared = module.CONFIG_ARGS
+        return None if declared is None else tuple(str(a) for a in declared)
+    names = {"arg"}
+    found: set[str] = set()
+    try:
+        params = list(inspect.signature(module.get_config).parameters.values())
+    except (TypeError, ValueError):  # pragma: no cover
+        params = []
+    if params:
+        names.add(params[0].name)
+        if isinstance(params[0].default, str) and params[0].default:
+            found.add(params[0].default)
+    seen: set[Path] = set()
+    todo = [Path(path).resolve()]
+    while todo:
+        file = todo.pop()
+        if file in seen or not file.is_file():
+            continue
+        seen.add(file)
+        try:
+            tree = ast.parse(file.read_text(encoding="utf-8"), filename=str(file))
+        except (OSError, SyntaxError, ValueError):
+            continue
+        for node in ast.walk(tree):
+            if isinstance(node, ast.Compare):
+                found.update(_compared_strings(node, names))
+            elif isinstance(node, ast.Call) and _call_name(node.func) == "load_sibling" and len(node.args) >= 2:
+                sib = node.args[1]
+                if isinstance(sib, ast.Constant) and isinstance(sib.value, str):
+                    todo.append(file.with_name(f"{sib.value}.py"))
+    return tuple(sorted(found)) or None
+
+
+def _call_name(func: ast.expr) -> str:
+    if isinstance(func, ast.Name):
+        return func.id
+    if isinstance(func, ast.Attribute):
+        return func.attr
+    return ""
+
+
+def _strings(node: ast.expr) -> list[str]:
+    if isinstance(node, ast.Constant) and isinstance(node.value, str):
+        return [node.value]
+    if isinstance(node, (ast.Tuple, ast.List, ast.Set)):
+        return [e.value for e in node.elts if isinstance(e, ast.Constant) and isinstance(e.value, str)]
+    return []
+
+
+def _compared_strings(node: ast.Compare, names: set[str]) -> list[str]:
+    sides = [node.left, *node.comparators]
+    ops = (ast.Eq, ast.NotEq, ast.In, ast.NotIn)
+    out: list[str] = []
+    for i, op in enumerate(node.ops):
+        if not isinstance(op, ops):
+            continue
+        a, b = sides[i], sides[i + 1]
+        for x, y in ((a, b), (b, a)):
+            if isinstance(x, ast.Name) and x.id in names:
+                out.extend(_strings(y))
+    return out
+
+
+def config_from_dict(data: dict[str, Any]) -> ml_collections.ConfigDict:
+    """A ConfigDict from a plain (JSON) dict, e.g. a run's saved ``config.json``; lists become tuples."""
+
+    def conv(x: Any) -> Any:
+        if isinstance(x, dict):
+            return {str(k): conv(v) for k, v in x.items()}
+        if isinstance(x, list):
+            return tuple(conv(v) for v in x)
+        return x
+
+    return ml_collections.ConfigDict(conv(dict(data)))
 
 
 def split_override(text: str) -> tuple[str, str]:

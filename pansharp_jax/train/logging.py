@@ -1,9 +1,10 @@
 """Run logging: Weights & Biases (optional) and a console progress bar (always).
 
-W&B mode: ``disabled`` when W&B is off (``--no-wandb`` / ``config.logging.enabled =
-False``); otherwise ``$WANDB_MODE`` if set, else ``online`` when an API key is configured
-(``WANDB_API_KEY`` or a ``.netrc`` entry for the W&B host) and ``offline`` (files under
-``<workdir>/wandb``, upload later with ``wandb sync``) when not. Only process 0 logs.
+W&B mode: ``disabled`` when W&B is off (the default: only ``--wandb``, i.e.
+``train(..., wandb=True)``, turns it on; ``config.logging.enabled`` does not); otherwise
+``$WANDB_MODE`` if set, else ``online`` when an API key is configured (``WANDB_API_KEY`` or
+a ``.netrc`` entry for the W&B host) and ``offline`` (files under ``<workdir>/wandb``, upload
+later with ``wandb sync``) when not. Only process 0 logs.
 
 Logged: training scalars (loss, grad/param norms, learning rate, steps/s), validation
 metrics (``val/<name>``), and every evaluation an image panel of fused samples (true-colour
@@ -176,8 +177,9 @@ class RunLogger:
             self._progress.console.print(f"step {step}: {text}")
 
     def print(self, text: str) -> None:
+        """One plain line above the progress bar (console logging only; no markup, not wrapped)."""
         if self._progress is not None:
-            self._progress.console.print(text)
+            self._progress.console.print(text, markup=False, highlight=False, soft_wrap=True)
 
     def close(self) -> None:
         if self._progress is not None:

@@ -51,6 +51,7 @@ class Restored:
       metrics: the validation metrics saved with the checkpoint (None if it has none).
       config: the whole run config as a plain dict.
       directory: the checkpoints folder.
+      path: the checkpoint's own folder, ``directory / str(step)``.
     """
 
     params: Any
@@ -60,6 +61,13 @@ class Restored:
     metrics: dict[str, float] | None
     config: dict[str, Any]
     directory: Path
+    path: Path
+
+    def describe(self) -> str:
+        """One line for the user: ``using checkpoint <path> (best, step N)`` (``latest``, or the
+        asked-for step as ``step N``)."""
+        how = f"step {self.step}" if self.which == "step" else f"{self.which}, step {self.step}"
+        return f"using checkpoint {self.path} ({how})"
 
 
 def checkpoint_dir(workdir: str | os.PathLike[str]) -> Path:
@@ -172,4 +180,4 @@ def restore_params(workdir: str | os.PathLike[str], *, step: int | None = None, 
         params = jax.tree.map(np.asarray, parallel.to_host(tree["params"]))
     finally:
         manager.close()
-    return Restored(params, cfg.model, chosen, which, metrics, config, directory)
+    return Restored(params, cfg.model, chosen, which, metrics, config, directory, directory / str(chosen))

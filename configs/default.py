@@ -78,7 +78,7 @@ def get_config() -> ml_collections.ConfigDict:
     c.checkpoint.async_save = True
 
     c.logging = ml_collections.ConfigDict()
-    c.logging.enabled = True  # W&B on unless --no-wandb (offline when not logged in)
+    c.logging.enabled = True  # W&B settings used when a run is started with --wandb (off otherwise; offline when not logged in)
     c.logging.project = "pansharp_jax"
     c.logging.group = ""
     c.logging.tags = ("baseline",)

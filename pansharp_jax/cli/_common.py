@@ -103,6 +103,12 @@ def say_assumed(assumed: dict[str, str]) -> None:
         warn(f"assumed {parts} (pass {flags} to set them)")
 
 
+def say_origin(method: Method) -> None:
+    """For a method restored from a training run: which checkpoint it uses (stdout)."""
+    if method.origin.startswith("checkpoint "):
+        console().print(f"{method.label}: using {method.origin}", markup=False)
+
+
 def say_method_fit(method: Method, sensor_name: str, ratio: int) -> None:
     """Warn when released or trained weights run on another sensor or ratio."""
     trained = (method.trained_sensor or "").strip()

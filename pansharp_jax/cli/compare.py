@@ -21,7 +21,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from pansharp_jax.cli._common import MODES, console, evaluate, input_args, load, model_args, output_dir, pick_mode, say_method_fit
+from pansharp_jax.cli._common import MODES, console, evaluate, input_args, load, model_args, output_dir, pick_mode, say_method_fit, say_origin
 from pansharp_jax.errors import InputError
 
 if TYPE_CHECKING:
@@ -148,6 +148,7 @@ def cmd_compare(args: argparse.Namespace) -> int:
     scene = load(args)
     pick_mode(scene, args.mode)
     for m in methods:
+        say_origin(m)
         m.check(scene.nbands, scene.ratio, f"scene {scene.name}")
         say_method_fit(m, scene.sensor.name, scene.ratio)
     out, created = output_dir(args.out)

@@ -184,8 +184,8 @@ def cmd_demo(args: argparse.Namespace) -> int:
     others = [n for n in names if normalise(n) != "fusionnet"]
     fixed = resolve_many(",".join(others)) if others else []
     out = output_dir(args.out)[0]
-    console = console()
-    console.print(
+    con = console()
+    con.print(
         f"demo: synthetic QuickBird-like scene (seed {args.seed}), {len(names)} methods, "
         "reduced resolution (Wald protocol, with GT) then full resolution (QNR/HQNR)"
     )
@@ -194,7 +194,7 @@ def cmd_demo(args: argparse.Namespace) -> int:
     methods = list(fixed)
     if want_net:
         net, report = _train_demo_fusionnet(out, demo_scene("fr", seed=args.seed), steps, progress=not args.no_progress)
-        console.print(report, markup=False)
+        con.print(report, markup=False)
         it = iter(fixed)
         methods = [net if normalise(n) == "fusionnet" else next(it) for n in names]
     for mode in ("rr", "fr"):
@@ -203,9 +203,9 @@ def cmd_demo(args: argparse.Namespace) -> int:
             scene, methods, out, mode=mode, stem=f"{mode}_metrics", grid_name=f"{mode}_grid.png",
             progress=not args.no_progress,
         )  # fmt: skip
-        print_table(table, console)
+        print_table(table, con)
     extra = f", {DEMO_RUN}/" if want_net else ""
-    console.print(
+    con.print(
         f"wrote {out}/: rr_metrics.{{csv,json,md}}, fr_metrics.{{csv,json,md}}, rr_grid.png, fr_grid.png, "
         f"demo_rr.npz, demo_fr.npz{extra} in {time.perf_counter() - t0:.1f} s",
         markup=False,

@@ -38,6 +38,7 @@ from pansharp_jax.cli._common import (
     output_file,
     say_assumed,
     say_method_fit,
+    say_origin,
     warn,
 )
 from pansharp_jax.errors import InputError
@@ -134,6 +135,7 @@ def cmd_fuse(args: argparse.Namespace) -> int:
     inputs = [input_path(args.input)] + ([input_path(args.pan)] if args.pan else [])
     out = output_file(args.out, overwrite=args.overwrite, inputs=inputs)
     method = resolve(args.method, weights=args.weights, ckpt=args.ckpt)
+    say_origin(method)
     line = fuse_one(method, args, inputs[0], inputs[1] if len(inputs) > 1 else None, out)
     console().print(line, markup=False)
     return 0
@@ -149,6 +151,7 @@ def _fuse_catalogue(args: argparse.Namespace) -> int:
     if created:
         console().print(f"created {out_dir}/", markup=False)
     method = resolve(args.method, weights=args.weights, ckpt=args.ckpt)  # one method, compiled once per shape
+    say_origin(method)
     done = skipped = 0
     t0 = time.perf_counter()
     for k, (scene, pan) in enumerate(scenes, 1):
@@ -196,8 +199,8 @@ def fuse_one(method: Any, args: argparse.Namespace, scene_path: Path, pan_path: 
     t0 = time.perf_counter()
     source, scene = _source_for(args, scene_path, pan_path)
     try:
-        say_method_fit(method, source.sensor.name, source.ratio)
         method.check(source.nbands, source.ratio, source.name)
+        say_method_fit(method, source.sensor.name, source.ratio)
         tile = args.tile
         if tile is None and args.max_memory is not None:
             tile, planned = engine.choose_tile(method, source, args.max_memory * 2**30, margin=args.margin)

@@ -70,9 +70,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     except InputError as e:
         print(f"pansharp: error: {one_line(str(e))}", file=sys.stderr)
         return 2
-    except KeyboardInterrupt:
+    except KeyboardInterrupt as e:  # training saved a checkpoint first and said how to resume
         print("pansharp: interrupted", file=sys.stderr)
-        return 130
+        return int(getattr(e, "exit_code", 130))
     except Exception as e:  # noqa: BLE001 - the CLI's last line of defence
         if debug or getattr(args, "debug", False):
             raise

@@ -423,3 +423,255 @@ def test_error_pan_path_with_mat(tmp_path):
     p = _npz(tmp_path / "s.npz", lrms=x["lrms"], pan=x["pan"])
     with pytest.raises(InputError, match="pan_path is only used with GeoTIFF input"):
         load_scene(p, pan_path=tmp_path / "pan.tif")
+
+
+# ---------------------------------------------------------------- GeoTIFF pair alignment
+def _pair(tmp_path, ms_geo, pan_geo, ms_name="ms.tif", pan_name="pan.tif"):
+    pytest.importorskip("rasterio")
+    x = _arrays(c=4)
+    pio.write_geotiff(tmp_path / ms_name, _dn(x["lrms"]), ms_geo, np.uint16)
+    pio.write_geotiff(tmp_path / pan_name, _dn(x["pan"]), pan_geo, np.uint16)
+    return tmp_path / ms_name, tmp_path / pan_name
+
+
+# MS 16x24 pixels of 2 m and PAN 64x96 of 0.5 m from the same corner: both 48 m x 32 m
+_MS_GEO = {"crs": "EPSG:32633", "transform": (500000.0, 2.0, 0.0, 5000000.0, 0.0, -2.0)}
+
+
+def _pan_geo(dx=0.0, dy=0.0, crs="EPSG:32633", px=0.5):
+    return {"crs": crs, "transform": (500000.0 + dx, px, 0.0, 5000000.0 + dy, 0.0, -px)}
+
+
+def test_geotiff_pan_shifted_10_km_is_refused(tmp_path):
+    ms, pan = _pair(tmp_path, _MS_GEO, _pan_geo(dx=10000.0))
+    with pytest.raises(InputError) as e:
+        load_scene(ms, pan_path=pan)
+    msg = str(e.value)
+    assert "\n" not in msg and msg.startswith("MS and PAN GeoTIFFs do not overlap: ms.tif covers x [500000, 500048]")
+    assert "pan.tif covers x [510000, 510048]" in msg
+
+
+@pytest.mark.parametrize(
+    "shift, px, ok, moved",
+    [
+        ((0.0, 0.0), 0.5, True, None),
+        ((1.5, 0.0), 0.5, True, None),  # under one MS pixel (2 m): the toolbox's half-pixel offsets pass
+        ((0.0, -2.0), 0.5, True, None),  # exactly one MS pixel
+        ((2.5, 0.0), 0.5, False, ("2.5", "0")),
+        ((0.0, 7.0), 0.5, False, ("0", "7")),
+        ((0.0, 0.0), 0.55, False, ("4.8", "3.2")),  # PAN grid 10% coarser: far edges 4.8 m / 3.2 m off
+    ],
+)
+def test_geotiff_extents_must_agree_within_one_ms_pixel(tmp_path, shift, px, ok, moved):
+    ms, pan = _pair(tmp_path, _MS_GEO, _pan_geo(*shift, px=px))
+    if ok:
+        assert load_scene(ms, pan_path=pan).pan.shape == (64, 96, 1)
+        return
+    with pytest.raises(InputError) as e:
+        load_scene(ms, pan_path=pan)
+    msg = str(e.value)
+    assert "\n" not in msg
+    assert msg.startswith("MS and PAN GeoTIFF extents differ by more than one MS pixel (2 x 2): ms.tif vs pan.tif")
+    assert f"differ by up to {moved[0]} in x and {moved[1]} in y (map units)" in msg
+
+
+def test_geotiff_different_crs_is_refused(tmp_path):
+    ms, pan = _pair(tmp_path, _MS_GEO, _pan_geo(crs="EPSG:32632"))
+    with pytest.raises(InputError, match="MS and PAN GeoTIFFs have different CRS: ms.tif vs pan.tif"):
+        load_scene(ms, pan_path=pan)
+
+
+def test_geotiff_pair_without_georeference_loads(tmp_path):
+    ms, pan = _pair(tmp_path, None, None)
+    scene = load_scene(ms, pan_path=pan)
+    assert scene.ratio == 4 and scene.georef["crs"] is None
+
+
+def test_check_pair_alignment_bounds_by_hand():
+    from pansharp_jax.data.io_geotiff import check_pair_alignment, pixel_bounds
+
+    # rotated grids: corners computed by hand from x = x0 + c*a + r*b, y = y0 + c*d + r*e
+    assert pixel_bounds((10.0, 1.0, 0.5, 20.0, 0.25, -2.0), (4, 8)) == (10.0, 12.0, 20.0, 22.0)
+    assert pixel_bounds((0.0, 3.0, 0.0, 0.0, 0.0, 3.0), (2, 5)) == (0.0, 0.0, 15.0, 6.0)  # south-up
+    ms = {"crs": None, "transform": (0.0, 4.0, 0.0, 0.0, 0.0, -4.0)}  # 10x10 px -> x [0, 40], y [-40, 0]
+
+    def pan_at(x0):  # 40x40 px of 1 m from (x0, 0)
+        return {"crs": None, "transform": (x0, 1.0, 0.0, 0.0, 0.0, -1.0)}
+
+    check_pair_alignment("m", ms, (10, 10), "p", pan_at(3.9), (40, 40))
+    with pytest.raises(InputError, match=r"differ by up to 4\.1 in x and 0 in y"):
+        check_pair_alignment("m", ms, (10, 10), "p", pan_at(4.1), (40, 40))
+    with pytest.raises(InputError, match="do not overlap"):  # touching edges only: no common area
+        check_pair_alignment("m", ms, (10, 10), "p", pan_at(40.0), (40, 40))
+    # missing parts skip their checks: no georef, GDAL's identity for ungeoreferenced files
+    check_pair_alignment("m", None, (10, 10), "p", pan_at(1e6), (40, 40))
+    check_pair_alignment("m", ms, (10, 10), "p", {"crs": None, "transform": (0.0, 1.0, 0.0, 0.0, 0.0, 1.0)}, (3, 3))
+    check_pair_alignment("m", {"crs": "EPSG:4326"}, (10, 10), "p", {"crs": None}, (40, 40))
+
+
+# ---------------------------------------------------------------- assumed values
+def test_geotiff_records_assumed_sensor_and_bits(tmp_path):
+    ms, pan = _pair(tmp_path, _MS_GEO, _pan_geo(), "scene_ms.tif", "scene_pan.tif")
+    scene = load_scene(ms, pan_path=pan)
+    assert scene.assumed == {
+        "sensor": "generic (no sensor given, none in the file or its name)",
+        "bits": "11 (the sensor's default)",
+    }
+    assert load_scene(ms, pan_path=pan, sensor="QB", bits=11).assumed == {}
+    assert load_scene(ms, pan_path=pan, sensor="QB").assumed == {"bits": "11 (the sensor's default)"}
+    named, pan_named = _pair(tmp_path, _MS_GEO, _pan_geo(), "ikonos_ms.tif", "ikonos_pan.tif")
+    assert load_scene(named, pan_path=pan_named).assumed["sensor"] == (
+        "IKONOS (guessed from the file name ikonos_ms.tif, ikonos_pan.tif)"
+    )
+
+
+def test_array_files_record_only_what_was_guessed(tmp_path):
+    x = _arrays()
+    dn = {"I_MS_LR": _dn(x["lrms"], 1023), "I_PAN": _dn(x["pan"], 1023)}
+    sio.savemat(tmp_path / "given.mat", dict(dn, sensor="IKONOS", L=np.uint8(10), ratio=np.uint8(4)))
+    assert load_scene(tmp_path / "given.mat").assumed == {}  # all read from the file
+    sio.savemat(tmp_path / "bare.mat", dn)
+    assert load_scene(tmp_path / "bare.mat").assumed == {
+        "sensor": "generic (no sensor given, none in the file or its name)",
+        "bits": "11 (the sensor's default)",
+    }
+    sio.savemat(tmp_path / "odd.mat", dict(dn, sensor="Sentinel-9"))
+    assert load_scene(tmp_path / "odd.mat").assumed["sensor"] == (
+        "generic (the file's sensor 'Sentinel-9' is unknown, none in its name)"
+    )
+    p = _npz(tmp_path / "u8.npz", lrms=_dn(x["lrms"], 255).astype(np.uint8), pan=_dn(x["pan"], 255).astype(np.uint8))
+    assert load_scene(p, sensor="QB").assumed == {"bits": "8 (the data are uint8)"}
+    q = _npz(tmp_path / "unit.npz", lrms=x["lrms"], pan=x["pan"])
+    assert load_scene(q, sensor="Pleiades").assumed == {
+        "bits": "10 (the scale of the [0, 1]-normalised public datasets for sensor Pleiades)"
+    }
+    assert load_scene(q, sensor="Pleiades", bits=12).assumed == {}
+
+
+def test_scene_assumed_defaults_empty():
+    from pansharp_jax.data.scene import Scene
+
+    x = _arrays()
+    assert Scene(x["lrms"], x["pan"]).assumed == {}
+
+
+def test_public_resolvers_match_private_ones(tmp_path):
+    from pansharp_jax.data.sensors import get_sensor
+
+    wv3 = get_sensor("WV3")
+    paths = (tmp_path / "wv3_x.mat",)
+    assert pio.resolve_sensor(None, "none", paths) == (wv3, "WV3 (guessed from the file name wv3_x.mat)")
+    assert pio._resolve_sensor(None, "none", paths) is wv3
+    assert pio.resolve_bits(None, 12, wv3, []) == (12, None)
+    assert pio._resolve_bits(None, None, wv3, [np.zeros((2, 2), np.uint16)]) == 11
+    assert pio.resolve_ratio(None, None, (16, 24), (64, 96), wv3) == (4, None)
+    assert pio.resolve_ratio(None, None, (16, 24), (64, 90), wv3)[1].startswith("4 (the sensor's default")
+    assert pio._resolve_ratio(3, None, (16, 24), (64, 96), wv3) == 3
+    with pytest.raises(InputError, match="bits must be an integer in \\[1, 32\\], got nan"):
+        pio.resolve_bits(None, float("nan"), wv3, [])
+
+
+# ---------------------------------------------------------------- find_input
+def test_find_input(tmp_path, monkeypatch):
+    data = tmp_path / "data"
+    (data / "rr").mkdir(parents=True)
+    (data / "rr" / "s.mat").write_bytes(b"x")
+    here = tmp_path / "here"
+    here.mkdir()
+    (here / "local.mat").write_bytes(b"y")
+    monkeypatch.chdir(here)
+    monkeypatch.setenv("PANSHARP_DATA", str(data))
+    assert pio.find_input("local.mat") == Path("local.mat")  # as given when it exists
+    assert pio.find_input(Path("rr") / "s.mat") == data / "rr" / "s.mat"
+    (here / "rr").mkdir()
+    (here / "rr" / "s.mat").write_bytes(b"z")
+    assert pio.find_input("rr/s.mat") == Path("rr/s.mat")  # the working directory wins
+    with pytest.raises(InputError) as e:
+        pio.find_input("rr/none.mat")
+    assert str(e.value) == f"file not found: {Path('rr/none.mat')} (also looked in $PANSHARP_DATA)"
+    assert str(data) not in str(e.value)
+    with pytest.raises(InputError, match=r"^file not found: .*abs\.mat$"):
+        pio.find_input(tmp_path / "abs.mat")  # absolute: not looked up in the data folder
+    monkeypatch.setenv("MY_DATA", str(data / "rr"))
+    assert pio.find_input("s.mat", env="MY_DATA") == data / "rr" / "s.mat"
+    monkeypatch.delenv("PANSHARP_DATA")
+    with pytest.raises(InputError, match=r"file not found: x\.mat \(\$PANSHARP_DATA is not set\)"):
+        pio.find_input("x.mat")
+
+
+# ---------------------------------------------------------------- no partial outputs
+def test_save_npz_failing_mid_write_leaves_nothing(tmp_path, monkeypatch):
+    scene = _scene(tmp_path)
+
+    def half_then_fail(fh, **arrays):
+        fh.write(b"PK\x03\x04 partial")
+        raise OSError("disk full")
+
+    monkeypatch.setattr(np, "savez", half_then_fail)
+    with pytest.raises(OSError, match="disk full"):
+        save_fused(tmp_path / "out.npz", np.zeros((64, 96, 4)), scene)
+    assert sorted(os.listdir(tmp_path)) == ["src.npz"]
+
+
+def test_save_geotiff_failing_mid_write_leaves_nothing(tmp_path, monkeypatch):
+    rasterio = pytest.importorskip("rasterio")
+    scene = _scene(tmp_path)
+    real_open = rasterio.open
+
+    class _Failing:
+        def __init__(self, ds):
+            self.ds = ds
+
+        def __enter__(self):
+            return self
+
+        def __exit__(self, *exc):
+            self.ds.close()
+            return False
+
+        def write(self, arr):
+            self.ds.write(arr[:1], indexes=[1])  # one band on disk, then the failure
+            raise OSError("disk full")
+
+    def failing_open(path, mode="r", **kw):
+        ds = real_open(path, mode, **kw)
+        return _Failing(ds) if mode == "w" else ds
+
+    monkeypatch.setattr(rasterio, "open", failing_open)
+    with pytest.raises(OSError, match="disk full"):
+        save_fused(tmp_path / "out.tif", np.zeros((64, 96, 4)), scene)
+    assert sorted(os.listdir(tmp_path)) == ["src.npz"]
+
+
+def test_scene_refuses_empty_and_non_real_arrays():
+    from pansharp_jax.data.scene import Scene
+
+    x = _arrays()
+    with pytest.raises(InputError, match="lrms is empty \\(shape 0x24x4\\)"):
+        Scene(x["lrms"][:0], x["pan"])
+    with pytest.raises(InputError, match="pan has unsupported data type complex128"):
+        Scene(x["lrms"], x["pan"] + 0j)
+
+
+def test_explicit_key_to_a_non_image_variable_says_why(tmp_path):
+    x = _arrays()
+    p = _npz(tmp_path / "s.npz", lrms=x["lrms"] + 1j, pan=x["pan"])
+    msg = r"variable 'lrms' \(for lrms\) in s\.npz \(NPZ\) is not a real-valued image .*stored type complex128"
+    with pytest.raises(InputError, match=msg):
+        load_scene(p, keys="lrms=lrms,pan=pan")
+    q = _npz(tmp_path / "b.npz", lrms=x["lrms"] > 0.5, pan=x["pan"])
+    with pytest.raises(InputError, match=r"lrms in b\.npz has data type bool: expected integer or float image data"):
+        load_scene(q)
+
+
+def test_npz_reader_equals_numpy_load(tmp_path):
+    """The guarded .npy parser reads what np.load reads: C and Fortran order, float16, v3 headers."""
+    x = _arrays()
+    p = tmp_path / "mixed.npz"
+    meta = np.array([("é", 1)], dtype=[("é", "U1"), ("n", "i4")])  # forces a version 3.0 member
+    np.savez(p, lrms=np.asfortranarray(x["lrms"]), pan=x["pan"].astype(np.float16), gt=x["gt"], meta=meta)
+    scene = load_scene(p, bits=11)
+    with np.load(p) as z:
+        np.testing.assert_array_equal(scene.lrms, z["lrms"])
+        np.testing.assert_array_equal(scene.pan[..., 0], z["pan"].astype(np.float64))
+        np.testing.assert_array_equal(scene.gt, z["gt"])

@@ -282,15 +282,21 @@ def gsa(lms: jax.Array, pan: jax.Array, lrms: jax.Array, *, sensor: Sensor, rati
     return _gs_inject(lms, lms0, i0, pan0[..., 0])
 
 
-def _pca_loadings(x: jax.Array) -> jax.Array:
-    """Principal axes of the rows of ``x`` (N, C) -> W (C, C), columns by decreasing
-    variance, each column signed so its largest-magnitude entry is positive (MATLAB)."""
-    xc = x - jnp.mean(x, axis=0)
-    cov = xc.T @ xc / (x.shape[0] - 1)
+def pca_loadings_from_cov(cov: jax.Array) -> jax.Array:
+    """Principal axes of a (C, C) covariance -> W (C, C), columns by decreasing
+    variance, each column signed so its largest-magnitude entry is positive (MATLAB).
+    Shared by :func:`pca` and the tiled PCA of :mod:`pansharp_jax.classical.streaming`."""
     _, vecs = jnp.linalg.eigh(cov)  # ascending eigenvalues
     vecs = vecs[:, ::-1]
     pivot = jnp.take_along_axis(vecs, jnp.argmax(jnp.abs(vecs), axis=0)[None, :], axis=0)
-    return vecs * jnp.where(pivot < 0, -1.0, 1.0).astype(x.dtype)
+    return vecs * jnp.where(pivot < 0, -1.0, 1.0).astype(cov.dtype)
+
+
+def _pca_loadings(x: jax.Array) -> jax.Array:
+    """Principal axes of the rows of ``x`` (N, C) -> W (C, C) (see :func:`pca_loadings_from_cov`)."""
+    xc = x - jnp.mean(x, axis=0)
+    cov = xc.T @ xc / (x.shape[0] - 1)
+    return pca_loadings_from_cov(cov)
 
 
 @classical_method("pca")

@@ -36,6 +36,15 @@ Scale (every array becomes float64 on [0, 1]):
     name (``wv3_...``, ``gf2_...``, ``pleiades``, ``ikonos``, ``geoeye1``...), else generic.
   * ratio: the argument, else the file's ``ratio``, else PAN size / LRMS size when that
     is an integer, else the sensor's ratio (4).
+  * every value guessed rather than given or read (sensor from the file name or generic,
+    bits from the data type or the sensor, ratio from the sensor) is recorded in
+    ``Scene.assumed`` with how it was guessed, so front ends can say so.
+  * GeoTIFF pairs must share the CRS and cover the same ground (extents overlapping and
+    equal within one MS pixel): ``io_geotiff.check_pair_alignment``.
+
+Damaged files never crash a reader: every array's declared size is checked against
+``io_mat.MAX_ARRAY_BYTES`` / ``MAX_ARRAY_DIM`` (env ``PANSHARP_MAX_ARRAY_BYTES`` /
+``PANSHARP_MAX_ARRAY_DIM``) before it is read, and any damage becomes an InputError.
 
 Every problem raises InputError with a one-line message (missing file, damaged file,
 unknown layout with the keys found, missing key, and the Scene's own checks: band
@@ -59,13 +68,16 @@ from typing import Any
 
 import numpy as np
 
-from pansharp_jax.data.io_geotiff import read_geotiff, write_geotiff
-from pansharp_jax.data.io_mat import ArrayFile, open_array_file, sniff_format
+from pansharp_jax.data.io_geotiff import check_pair_alignment, read_geotiff, write_geotiff
+from pansharp_jax.data.io_mat import ArrayFile, open_array_file, printable, sniff_format
 from pansharp_jax.data.scene import Scene, check_finite
 from pansharp_jax.data.sensors import SENSORS, Sensor, get_sensor
 from pansharp_jax.errors import InputError
 
-__all__ = ["load_scene", "save_fused", "read_geotiff", "write_geotiff", "detect_layout", "parse_keys", "Layout"]
+__all__ = [
+    "load_scene", "save_fused", "read_geotiff", "write_geotiff", "detect_layout", "parse_keys", "Layout",
+    "find_input", "resolve_sensor", "resolve_bits", "resolve_ratio",
+]  # fmt: skip
 
 # name, LRMS names, PAN names, GT names
 _LAYOUTS: tuple[tuple[str, tuple[str, ...], tuple[str, ...], tuple[str, ...]], ...] = (
@@ -133,6 +145,12 @@ def _detect(f: ArrayFile, keys: Mapping[str, str] | None) -> Layout:
     if keys is not None:
         for role, name in keys.items():
             if name not in names:
+                stored = f.dtype_of(name)
+                if stored is not None:
+                    raise InputError(
+                        f"variable '{name}' (for {role}) in {where} is not a real-valued image of 2 or more "
+                        f"dimensions (stored type {stored}); keys found: {f.describe()}"
+                    )
                 raise InputError(f"key '{name}' (for {role}) not found in {where}; keys found: {f.describe()}")
         return Layout("explicit", dict(keys), f.kind)
     upsampled_only = None
@@ -185,15 +203,43 @@ def _sensor_from_name(*paths: Path) -> Sensor | None:
     return None
 
 
-def _resolve_sensor(arg: str | Sensor | None, in_file: Any, paths: tuple[Path, ...]) -> Sensor:
+_NO_SENSOR = "generic (no sensor given, none in the file or its name)"
+
+
+def resolve_sensor(arg: str | Sensor | None, in_file: Any, paths: tuple[Path, ...]) -> tuple[Sensor, str | None]:
+    """The scene's sensor and, when it was guessed, a note saying how.
+
+    Order: the argument, else the file's ``sensor`` string (unless empty, ``none`` or
+    ``generic``), else a sensor named in a file name (``wv3_...``), else generic.
+
+    Returns:
+      ``(sensor, note)``; ``note`` is None when the sensor was given or read from the
+      file, else a phrase for :attr:`Scene.assumed` (``"generic (no sensor given, none
+      in the file or its name)"``, ``"WV3 (guessed from the file name wv3_ms.tif)"``).
+    """
     if arg is not None:
-        return get_sensor(arg)
-    if isinstance(in_file, str) and in_file.strip().lower() not in ("", "none", "generic"):
-        try:
-            return get_sensor(in_file)
-        except InputError:
-            pass  # unknown sensor string in the file: fall back to the file name
-    return _sensor_from_name(*paths) or get_sensor(None)
+        return get_sensor(arg), None
+    unknown, said_generic = None, False
+    if isinstance(in_file, str):
+        text = in_file.strip()
+        said_generic = text.lower() == "generic"
+        if text.lower() not in ("", "none", "generic"):
+            try:
+                return get_sensor(text), None
+            except InputError:
+                unknown = text  # unknown sensor string in the file: fall back to the file name
+    named = _sensor_from_name(*paths)
+    if named is not None:
+        return named, f"{named.name} (guessed from the file name {', '.join(p.name for p in paths)})"
+    if said_generic:
+        return get_sensor(None), None  # the file says generic
+    if unknown is not None:
+        return get_sensor(None), f"generic (the file's sensor {unknown[:40]!r} is unknown, none in its name)"
+    return get_sensor(None), _NO_SENSOR
+
+
+def _resolve_sensor(arg: str | Sensor | None, in_file: Any, paths: tuple[Path, ...]) -> Sensor:
+    return resolve_sensor(arg, in_file, paths)[0]
 
 
 def _finite_max(a: np.ndarray) -> float:
@@ -205,33 +251,84 @@ def _is_normalised(a: np.ndarray) -> bool:
     return a.dtype.kind == "f" and _finite_max(a) <= _DN_FLOAT_THRESHOLD
 
 
-def _resolve_bits(arg: int | None, in_file: Any, sensor: Sensor, arrays: list[np.ndarray]) -> int:
+def _metadata_number(value: Any) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool) and bool(value)
+
+
+def resolve_bits(arg: int | None, in_file: Any, sensor: Sensor, arrays: list[np.ndarray]) -> tuple[int, str | None]:
+    """The radiometric depth and, when it was guessed, a note saying how.
+
+    Order: the argument, else the file's ``L``/``bits``, else 8 for uint8 data, else for
+    [0, 1]-normalised float data the normalisation of the public datasets (10 for
+    Pleiades, else the sensor's depth), else the sensor's depth.
+
+    Returns:
+      ``(bits, note)`` with bits in [1, 32]; ``note`` None when given or read, else e.g.
+      ``"11 (the sensor's default)"``.
+
+    Raises:
+      InputError: bits not an integer in [1, 32].
+    """
+    note = None
     if arg is not None:
         bits = arg
-    elif isinstance(in_file, (int, float)) and in_file:
+    elif _metadata_number(in_file):
         bits = in_file
     elif any(a.dtype == np.uint8 for a in arrays):
-        bits = 8
+        bits, note = 8, "8 (the data are uint8)"
     elif all(_is_normalised(a) for a in arrays):
         bits = _NORMALISED_BITS.get(sensor.name, sensor.bits)
+        note = f"{bits} (the scale of the [0, 1]-normalised public datasets for sensor {sensor.name})"
     else:
         bits = sensor.bits
-    if not float(bits).is_integer() or not 1 <= int(bits) <= 32:
+        note = f"{bits} (the sensor's default)"
+    try:
+        ok = float(bits).is_integer() and 1 <= int(bits) <= 32
+    except (TypeError, ValueError, OverflowError):
+        ok = False
+    if not ok:
         raise InputError(f"bits must be an integer in [1, 32], got {bits!r}")
-    return int(bits)
+    return int(bits), note
 
 
-def _resolve_ratio(arg: int | None, in_file: Any, lrms_hw: tuple[int, int], pan_hw: tuple[int, int], sensor: Sensor) -> int:
+def _resolve_bits(arg: int | None, in_file: Any, sensor: Sensor, arrays: list[np.ndarray]) -> int:
+    return resolve_bits(arg, in_file, sensor, arrays)[0]
+
+
+def resolve_ratio(
+    arg: int | None, in_file: Any, lrms_hw: tuple[int, int], pan_hw: tuple[int, int], sensor: Sensor
+) -> tuple[int, str | None]:
+    """The PAN/MS resolution ratio and, when it was guessed, a note saying how.
+
+    Order: the argument, else the file's ``ratio``, else PAN size / LRMS size (rows and
+    columns, when that is one integer: read from the data, no note), else the sensor's.
+
+    Raises:
+      InputError: ratio not a positive integer.
+    """
+    note = None
     if arg is not None:
         ratio = arg
-    elif isinstance(in_file, (int, float)) and in_file:
+    elif _metadata_number(in_file):
         ratio = in_file
     else:
         rh, rw = pan_hw[0] / max(lrms_hw[0], 1), pan_hw[1] / max(lrms_hw[1], 1)
-        ratio = int(rh) if rh == rw and float(rh).is_integer() and rh >= 1 else sensor.ratio
-    if not float(ratio).is_integer() or ratio < 1:
+        if rh == rw and float(rh).is_integer() and rh >= 1:
+            ratio = int(rh)
+        else:
+            ratio = sensor.ratio
+            note = f"{ratio} (the sensor's default; PAN/MS size ratio {rh:g} x {rw:g} is not one integer)"
+    try:
+        ok = float(ratio).is_integer() and ratio >= 1
+    except (TypeError, ValueError, OverflowError):
+        ok = False
+    if not ok:
         raise InputError(f"ratio must be a positive integer, got {ratio!r}")
-    return int(ratio)
+    return int(ratio), note
+
+
+def _resolve_ratio(arg: int | None, in_file: Any, lrms_hw: tuple[int, int], pan_hw: tuple[int, int], sensor: Sensor) -> int:
+    return resolve_ratio(arg, in_file, lrms_hw, pan_hw, sensor)[0]
 
 
 def _to_unit(a: np.ndarray, max_dn: float) -> np.ndarray:
@@ -242,13 +339,37 @@ def _to_unit(a: np.ndarray, max_dn: float) -> np.ndarray:
     return a if _finite_max(a) <= _DN_FLOAT_THRESHOLD else a / max_dn
 
 
-def _build(arrays: dict[str, np.ndarray], *, sensor: Sensor, bits: int, ratio: int, name: str, georef: Any = None) -> Scene:
+def _check_image(role: str, a: np.ndarray, source: str) -> None:
+    """Refuse arrays no reader should scale: non-real types, bool, empty, wrong rank."""
+    if a.dtype.kind not in "iuf":
+        raise InputError(f"{role} in {source} has data type {a.dtype}: expected integer or float image data")
+    if a.ndim not in (2, 3):
+        raise InputError(f"{role} in {source} must be HxW or HxWxC, got shape {a.shape}")
+    if a.size == 0:
+        raise InputError(f"{role} in {source} is empty (shape {a.shape})")
+
+
+def _build(
+    arrays: dict[str, np.ndarray],
+    *,
+    sensor: Sensor,
+    bits: int,
+    ratio: int,
+    name: str,
+    georef: Any = None,
+    assumed: dict[str, str] | None = None,
+) -> Scene:
     max_dn = float(2**bits - 1)
-    unit = {k: _to_unit(v, max_dn) for k, v in arrays.items()}
+    with np.errstate(over="ignore", invalid="ignore"):  # float16 overflow: caught as Inf by the Scene
+        unit = {k: _to_unit(v, max_dn) for k, v in arrays.items()}
     return Scene(
         lrms=unit["lrms"], pan=unit["pan"], gt=unit.get("gt"), sensor=sensor, ratio=ratio, bits=bits,
-        name=name, georef=georef,
+        name=name, georef=georef, assumed=dict(assumed or {}),
     )  # fmt: skip
+
+
+def _notes(**notes: str | None) -> dict[str, str]:
+    return {k: v for k, v in notes.items() if v is not None}
 
 
 def _load_arrays(path: Path, fmt: str, *, keys: Any, sensor: Any, ratio: Any, bits: Any, index: int) -> Scene:
@@ -260,11 +381,14 @@ def _load_arrays(path: Path, fmt: str, *, keys: Any, sensor: Any, ratio: Any, bi
         multi = max(f.nsamples(n) for n in layout.keys.values()) > 1
     finally:
         f.close()
-    s = _resolve_sensor(sensor, meta["sensor"], (path,))
-    b = _resolve_bits(bits, meta["L"] if meta["L"] is not None else meta["bits"], s, list(arrays.values()))
-    r = _resolve_ratio(ratio, meta["ratio"], _spatial(arrays["lrms"].shape), _spatial(arrays["pan"].shape), s)
+    for role, a in arrays.items():
+        _check_image(role, a, path.name)
+    s, s_note = resolve_sensor(sensor, meta["sensor"], (path,))
+    b, b_note = resolve_bits(bits, meta["L"] if meta["L"] is not None else meta["bits"], s, list(arrays.values()))
+    r, r_note = resolve_ratio(ratio, meta["ratio"], _spatial(arrays["lrms"].shape), _spatial(arrays["pan"].shape), s)
     name = f"{path.stem}[{index}]" if multi else path.stem
-    return _build(arrays, sensor=s, bits=b, ratio=r, name=name)
+    notes = _notes(sensor=s_note, bits=b_note, ratio=r_note)
+    return _build(arrays, sensor=s, bits=b, ratio=r, name=name, assumed=notes)
 
 
 def _load_geotiffs(path: Path, pan_path: Path, *, sensor: Any, ratio: Any, bits: Any) -> Scene:
@@ -272,15 +396,53 @@ def _load_geotiffs(path: Path, pan_path: Path, *, sensor: Any, ratio: Any, bits:
         raise InputError(f"pan_path {pan_path} is not a TIFF file")
     ms, ms_geo = read_geotiff(path)
     pan, pan_geo = read_geotiff(pan_path)
-    if ms_geo["crs"] and pan_geo["crs"] and ms_geo["crs"] != pan_geo["crs"]:
-        from rasterio.crs import CRS
+    _check_image("lrms", ms, path.name)
+    _check_image("pan", pan, pan_path.name)
+    check_pair_alignment(path.name, ms_geo, _spatial(ms.shape), pan_path.name, pan_geo, _spatial(pan.shape))
+    s, s_note = resolve_sensor(sensor, None, (path, pan_path))
+    b, b_note = resolve_bits(bits, None, s, [ms, pan])
+    r, r_note = resolve_ratio(ratio, None, _spatial(ms.shape), _spatial(pan.shape), s)
+    return _build(
+        {"lrms": ms, "pan": pan}, sensor=s, bits=b, ratio=r, name=path.stem, georef=pan_geo,
+        assumed=_notes(sensor=s_note, bits=b_note, ratio=r_note),
+    )  # fmt: skip
 
-        if CRS.from_user_input(ms_geo["crs"]) != CRS.from_user_input(pan_geo["crs"]):
-            raise InputError(f"MS and PAN GeoTIFFs have different CRS: {path.name} vs {pan_path.name}")
-    s = _resolve_sensor(sensor, None, (path, pan_path))
-    b = _resolve_bits(bits, None, s, [ms, pan])
-    r = _resolve_ratio(ratio, None, _spatial(ms.shape), _spatial(pan.shape), s)
-    return _build({"lrms": ms, "pan": pan}, sensor=s, bits=b, ratio=r, name=path.stem, georef=pan_geo)
+
+def find_input(path: str | os.PathLike[str], env: str = "PANSHARP_DATA") -> Path:
+    """Find an input file: ``path`` itself if it exists, else ``$env/path`` for a relative path.
+
+    Args:
+      path: a file path, absolute or relative to the working directory or to the data
+        folder named by the environment variable ``env``.
+      env: the environment variable holding the data folder (default ``PANSHARP_DATA``).
+
+    Returns:
+      The existing path (as given, or joined onto the data folder).
+
+    Raises:
+      InputError: ``"file not found: X (also looked in $PANSHARP_DATA)"`` naming the
+        variable, not its value (or without the clause when the path is absolute or the
+        variable is unset).
+    """
+    p = Path(path)
+    if p.exists():
+        return p
+    root = os.environ.get(env, "")
+    if root and not p.is_absolute():
+        candidate = Path(root) / p
+        if candidate.exists():
+            return candidate
+        raise InputError(f"file not found: {p} (also looked in ${env})")
+    raise InputError(f"file not found: {p}" + ("" if p.is_absolute() else f" (${env} is not set)"))
+
+
+def _locate(path: str | os.PathLike[str]) -> Path:
+    """``path``, or ``$PANSHARP_DATA/path`` when ``path`` is relative, missing and found there."""
+    p = Path(path)
+    if p.exists() or p.is_absolute():
+        return p
+    root = os.environ.get("PANSHARP_DATA", "")
+    return Path(root) / p if root and (Path(root) / p).exists() else p
 
 
 def load_scene(
@@ -296,7 +458,8 @@ def load_scene(
     """Load a pan-sharpening scene from a .mat (v5/v7.3), .h5, .npz or GeoTIFF pair.
 
     Args:
-      path: the scene file; for GeoTIFF input, the multi-band MS GeoTIFF.
+      path: the scene file; for GeoTIFF input, the multi-band MS GeoTIFF. A relative path
+        that does not exist is also looked up under ``$PANSHARP_DATA``.
       keys: explicit variable names ``{"lrms": ..., "pan": ..., "gt": ...}`` (or the CLI
         string ``"lrms=A,pan=B,gt=C"``) instead of layout detection.
       sensor, ratio, bits: override what the file says or what is inferred (see module
@@ -306,12 +469,26 @@ def load_scene(
 
     Returns:
       A validated :class:`Scene`: lrms (h, w, C), pan (H, W, 1), gt (H, W, C) or None, all
-      float64 on [0, 1]; DN = value x (2**bits - 1).
+      float64 on [0, 1]; DN = value x (2**bits - 1). ``scene.assumed`` says which of
+      sensor, bits and ratio were guessed rather than given or read from the file.
 
     Raises:
       InputError: one line naming the problem.
     """
-    path = Path(path)
+    path = _locate(path)
+    pan_path = _locate(pan_path) if pan_path is not None else None
+    try:
+        return _load_scene(path, keys=keys, sensor=sensor, ratio=ratio, bits=bits, pan_path=pan_path, index=index)
+    except InputError as e:
+        msg = str(e)
+        if printable(msg) != msg:  # a name from a damaged file carried a newline or control byte
+            raise InputError(printable(msg)) from None
+        raise
+
+
+def _load_scene(
+    path: Path, *, keys: Any, sensor: Any, ratio: Any, bits: Any, pan_path: Any, index: int
+) -> Scene:
     fmt = sniff_format(path)
     if fmt == "tiff":
         if pan_path is None:
@@ -325,12 +502,19 @@ def load_scene(
     return _load_arrays(path, fmt, keys=keys, sensor=sensor, ratio=ratio, bits=bits, index=index)
 
 
+def _umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
+
+
 def _atomic_write(path: Path, write: Any, suffix: str) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.stem}.", suffix=suffix + ".tmp", dir=path.parent)
     try:
         with os.fdopen(fd, "wb") as fh:
             write(fh)
+        os.chmod(tmp, 0o666 & ~_umask())  # a normal file's mode (mkstemp makes 0600)
         os.replace(tmp, path)
     finally:
         if os.path.exists(tmp):

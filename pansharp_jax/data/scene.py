@@ -29,6 +29,10 @@ class Scene:
       name: a label for tables and plots.
       georef: optional georeference of the PAN grid: ``{"crs": ..., "transform": (a, b, c, d, e, f)}``
         (GDAL geotransform order), carried to fused products.
+      assumed: what the loader guessed rather than read from the file or got as an
+        argument, one entry per value, e.g. ``{"sensor": "generic (no sensor given, none
+        in the file or its name)", "bits": "11 (the sensor's default)"}``; empty when
+        nothing was guessed. Front ends print it ("pass --sensor/--bits").
     """
 
     lrms: np.ndarray
@@ -39,6 +43,7 @@ class Scene:
     bits: int = 11
     name: str = "scene"
     georef: dict[str, Any] | None = None
+    assumed: dict[str, str] = dataclasses.field(default_factory=dict)
 
     def __post_init__(self) -> None:
         self.lrms = _as_hwc(self.lrms, "lrms")
@@ -72,6 +77,10 @@ class Scene:
 
 def _as_hwc(x: Any, what: str) -> np.ndarray:
     a = np.asarray(x)
+    if a.dtype.kind not in "biuf":
+        raise InputError(f"{what} has unsupported data type {a.dtype}: expected real numbers (integer or float)")
+    if a.size == 0:
+        raise InputError(f"{what} is empty (shape {'x'.join(str(d) for d in a.shape) or 'scalar'})")
     if a.ndim == 2:
         a = a[..., None]
     if a.ndim != 3:

@@ -323,7 +323,7 @@ def fuse_tiled(
             for start in range(0, len(row), max(1, batch)):
                 group = row[start : start + max(1, batch)]
                 reads = [_read(source, t.window, dtype=method.dtype) for t in group]
-                fused = _fuse_group(method, streaming, stats, reads, source, batch)
+                fused = _fuse_group(method, streaming, stats, reads, [t.window for t in group], source, batch)
                 for t, (_, _, nodata, _), out in zip(group, reads, fused, strict=True):
                     if clip:
                         out = finish_product(out)
@@ -349,7 +349,8 @@ def _gather_stats(streaming: Any, source: Any, plan: TilePlan, mask_nodata: bool
 
     stats = None
     with jax.enable_x64(True):
-        gather = jax.jit(streaming.gather, static_argnums=0)
+        gather = jax.jit(streaming.gather, static_argnums=0, static_argnames=("scene",))
+        scene = (int(source.height), int(source.width))
         for k in range(int(streaming.passes)):
             task = bar.add_task(f"{label}: statistics, pass {k + 1}/{streaming.passes}", total=len(plan))
             sums = None
@@ -358,7 +359,8 @@ def _gather_stats(streaming: Any, source: Any, plan: TilePlan, mask_nodata: bool
                 mask = core_mask(t)
                 if mask_nodata:
                     mask = mask * ~nodata
-                part = gather(k, lms, pan, lrms, mask, stats)
+                origin = np.array([t.window[0], t.window[2]])
+                part = gather(k, lms, pan, lrms, mask, stats, origin=origin, scene=scene)
                 sums = _tree_add(sums, part)
                 bar.advance(task)
             stats = streaming.finish(k, sums, stats)
@@ -366,14 +368,20 @@ def _gather_stats(streaming: Any, source: Any, plan: TilePlan, mask_nodata: bool
     return stats
 
 
-def _fuse_group(method: Method, streaming: Any, stats: Any, reads: list[Any], source: Any, batch: int) -> list[np.ndarray]:
+def _fuse_group(
+    method: Method, streaming: Any, stats: Any, reads: list[Any], windows: list[tuple[int, int, int, int]], source: Any, batch: int
+) -> list[np.ndarray]:
     r = int(source.ratio)
     if streaming is not None:
         import jax
 
         with jax.enable_x64(True):
             apply = _jitted_apply(streaming)
-            return [np.asarray(apply(lms, p, lr, stats)) for lr, p, _, lms in reads]
+            scene = (int(source.height), int(source.width))
+            return [
+                np.asarray(apply(lms, p, lr, stats, origin=np.array([w[0], w[2]]), scene=scene))
+                for (lr, p, _, lms), w in zip(reads, windows, strict=True)
+            ]
     n = len(reads)
     pad = max(1, batch) - n
     lrms = np.stack([x[0] for x in reads] + [reads[-1][0]] * pad)
@@ -392,7 +400,7 @@ def _jitted_apply(streaming: Any) -> Any:
     key = id(streaming)
     if key not in _APPLY_CACHE:
         _APPLY_CACHE.clear()  # one method at a time
-        _APPLY_CACHE[key] = (streaming, jax.jit(streaming.apply))
+        _APPLY_CACHE[key] = (streaming, jax.jit(streaming.apply, static_argnames=("scene",)))
     return _APPLY_CACHE[key][1]
 
 

@@ -355,3 +355,15 @@ def test_diverging_loss_stops_with_the_step_and_keeps_the_last_good_checkpoint(
     m2 = NAN_RE.match(_one_line(e))
     assert m2 and int(m2.group(2)) == bad and "no checkpoint was saved" in str(e.value)
     assert _steps(tmp_path / "logged") == []
+
+
+def test_failed_start_leaves_no_empty_workdir(tmp_path, monkeypatch, capsys):
+    """A run that fails before writing anything (missing training data) leaves no folder."""
+    from pansharp_jax.cli import main
+
+    monkeypatch.setenv("PANSHARP_DATA", str(tmp_path / "no_data_here"))
+    workdir = tmp_path / "runs" / "fn"
+    cfg = Path(__file__).resolve().parents[1] / "configs" / "fusionnet_wv3.py"
+    rc = main(["train", "--config", str(cfg), "--workdir", str(workdir)])
+    assert rc == 2 and "not found" in capsys.readouterr().err
+    assert not workdir.exists()

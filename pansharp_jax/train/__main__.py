@@ -127,6 +127,17 @@ def _has(tree: dict[str, Any], dotted: str) -> bool:
     return True
 
 
+def remove_if_empty(workdir: str | os.PathLike[str]) -> bool:
+    """Delete ``workdir`` when it holds folders only and no file at all; True if deleted."""
+    import shutil
+
+    for _, _, files in os.walk(workdir):
+        if files:
+            return False
+    shutil.rmtree(workdir, ignore_errors=True)
+    return True
+
+
 def run(args: argparse.Namespace, overrides: Sequence[str]) -> dict[str, Any]:
     """Resolve the config (module docstring), apply ``overrides``, train; return the run summary.
 
@@ -144,7 +155,13 @@ def run(args: argparse.Namespace, overrides: Sequence[str]) -> dict[str, Any]:
     from pansharp_jax.train.loop import train
     from pansharp_jax.train.parallel import to_host
 
-    result = train(config, workdir, resume=bool(args.resume), wandb=use_wandb)
+    existed = os.path.exists(workdir)
+    try:
+        result = train(config, workdir, resume=bool(args.resume), wandb=use_wandb)
+    except BaseException:
+        if not existed:
+            remove_if_empty(workdir)  # a run that failed before writing anything leaves no folder
+        raise
     return {
         "workdir": workdir,
         "model": str(config.model.name),

@@ -398,14 +398,18 @@ def _pan_moments_gather(lms: jax.Array, pan: jax.Array, mask: jax.Array) -> Stat
     return _moments(jnp.concatenate([lms, pan], axis=-1), mask)
 
 
+def _pan_moments_cov(sums: Stats) -> tuple[float, np.ndarray, int, np.ndarray]:
+    """(n, sums, bands C, covariance (C+1, C+1)) of the moments of ``[lms, pan]``."""
+    n, s, g = _count(sums["n"]), _np(sums["s"]), _np(sums["g"])
+    return n, s, s.shape[0] - 1, _cov(n, s, s, g)
+
+
 def _impl_gs(sensor: Sensor, ratio: int) -> _Impl:
     def gather(k, lms, pan, lrms, mask, stats, origin, scene):  # noqa: ANN001, ANN202
         return _pan_moments_gather(lms, pan, mask)
 
     def finish(k, sums, stats):  # noqa: ANN001, ANN202
-        n, s, g = _count(sums["n"]), _np(sums["s"]), _np(sums["g"])
-        c = s.shape[0] - 1
-        cov = _cov(n, s, s, g)
+        n, s, c, cov = _pan_moments_cov(sums)
         a = np.full(c, 1.0 / c)
         cov_ms = cov[:c, :c]
         var_i = a @ cov_ms @ a
@@ -455,9 +459,7 @@ def _impl_pca(sensor: Sensor, ratio: int) -> _Impl:
         return _pan_moments_gather(lms, pan, mask)
 
     def finish(k, sums, stats):  # noqa: ANN001, ANN202
-        n, s, g = _count(sums["n"]), _np(sums["s"]), _np(sums["g"])
-        c = s.shape[0] - 1
-        cov = _cov(n, s, s, g)
+        n, s, c, cov = _pan_moments_cov(sums)
         loadings = np.asarray(_cs.pca_loadings_from_cov(jnp.asarray(cov[:c, :c])), np.float64)
         var_first = loadings[:, 0] @ cov[:c, :c] @ loadings[:, 0]
         return {

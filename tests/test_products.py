@@ -257,3 +257,24 @@ def test_eval_tiled_equals_whole_scene_full_resolution(capsys: pytest.CaptureFix
         assert b[k] == pytest.approx(a[k], abs=1e-9), k
     rc, _, err = _run(capsys, "eval", "-f", product, "-i", ms, "--pan", pan, "--tile", "48")
     _one_error(rc, err, "multiple of the 32-pixel block")
+
+
+def test_feathered_blending_of_a_global_method_keeps_equal_values() -> None:
+    """Windows that agree blend to the same values, whatever the feather (the blender's
+    weights sum to one and its row buffer is reused across tile rows)."""
+    from pansharp_jax.data.scene import Scene
+    from pansharp_jax.methods import GLOBAL, Method
+    from pansharp_jax.products import engine
+
+    rng = np.random.default_rng(5)
+    scene = Scene(lrms=rng.uniform(0, 1, (52, 40, 3)), pan=rng.uniform(0, 1, (208, 160, 1)), ratio=4)
+
+    def local_product(lrms: np.ndarray, pan: np.ndarray, sensor: object, r: int, lms: object = None) -> np.ndarray:
+        return np.repeat(np.repeat(lrms, r, 1), r, 2) * pan
+
+    m = Method("prod", "Prod", local_product, "test", margin_fn=lambda r: 12, receptive=GLOBAL)
+    expected = m.fuse(scene)
+    sink = engine.ArraySink(208, 160, 3)
+    rep = engine.fuse_tiled(m, engine.SceneSource(scene), sink, tile=48, batch=2, progress=False)
+    assert rep.feather == rep.margin == 12 and rep.tiles == 5 * 4
+    np.testing.assert_allclose(sink.array, expected, atol=1e-12)

@@ -114,22 +114,35 @@ class ArraySink:
 
 class CogSink:
     """Writes [0, 1] windows as DN into a :class:`pansharp_jax.products.geotiff.CogWriter`
-    (DN = clip(rint(x * max_dn), 0, max_dn), uint16 for bits <= 16)."""
+    (DN = clip(rint(x * max_dn), 0, max_dn), uint16 for bits <= 16), in strips of
+    :data:`STRIP_ROWS` rows so that the DN conversion never copies a whole band of rows."""
 
     def __init__(self, writer: Any, max_dn: float, dtype: Any) -> None:
         self.writer, self.max_dn, self.dtype = writer, float(max_dn), np.dtype(dtype)
 
     def write(self, r0: int, c0: int, block: np.ndarray) -> None:
-        dn = np.clip(np.rint(np.asarray(block, np.float64) * self.max_dn), 0, self.max_dn).astype(self.dtype)
-        self.writer.write(r0, c0, dn)
+        for s in range(0, block.shape[0], STRIP_ROWS):
+            strip = np.asarray(block[s : s + STRIP_ROWS], np.float64)
+            dn = np.clip(np.rint(strip * self.max_dn), 0, self.max_dn).astype(self.dtype)
+            self.writer.write(r0 + s, c0, dn)
+
+
+# Rows per strip when finished rows are normalised and converted (bounds the temporaries).
+STRIP_ROWS = 256
 
 
 class _RowBlender:
-    """Weighted accumulation of windows over a band of rows; finished rows go to the sink."""
+    """Weighted accumulation of windows over a band of rows; finished rows go to the sink.
+
+    The buffer holds one window's height of rows (plus what the feather ramps reach past a
+    core); after a flush the few rows still pending are moved to its top, so memory stays
+    ``rows x width x bands`` float64 whatever the scene's height.
+    """
 
     def __init__(self, sink: Any, width: int, bands: int, rows: int) -> None:
         self.sink, self.width, self.bands = sink, width, bands
         self.start = 0  # first row not yet written
+        self.filled = 0  # rows of the buffer that hold contributions
         self.acc = np.zeros((rows, width, bands), np.float64)
         self.wsum = np.zeros((rows, width), np.float64)
 
@@ -144,17 +157,24 @@ class _RowBlender:
             self.wsum = np.concatenate([self.wsum, np.zeros((extra, self.width))])
         self.acc[a : a + h, c0 : c0 + w] += block * weights[..., None]
         self.wsum[a : a + h, c0 : c0 + w] += weights
+        self.filled = max(self.filled, a + h)
 
     def flush(self, until: int) -> None:
         n = until - self.start
         if n <= 0:
             return
-        w = self.wsum[:n]
-        if np.any(w <= 0):
+        if np.any(self.wsum[:n] <= 0):
             raise RuntimeError(f"rows {self.start}..{until} have pixels no window covered")
-        self.sink.write(self.start, 0, self.acc[:n] / w[..., None])
-        self.acc = np.concatenate([self.acc[n:], np.zeros((n, self.width, self.bands))])
-        self.wsum = np.concatenate([self.wsum[n:], np.zeros((n, self.width))])
+        for s in range(0, n, STRIP_ROWS):
+            e = min(n, s + STRIP_ROWS)
+            self.sink.write(self.start + s, 0, self.acc[s:e] / self.wsum[s:e, :, None])
+        pending = max(0, self.filled - n)
+        if pending:
+            self.acc[:pending] = self.acc[n : n + pending].copy()
+            self.wsum[:pending] = self.wsum[n : n + pending].copy()
+        self.acc[pending : max(self.filled, pending)] = 0.0
+        self.wsum[pending : max(self.filled, pending)] = 0.0
+        self.filled = pending
         self.start = until
 
 
@@ -309,7 +329,7 @@ def fuse_tiled(
     streaming = method.streaming(source.sensor, r) if method.streaming is not None else None
     if streaming is not None and streaming.margin > plan.margin:
         raise InputError(f"{method.label} needs a margin of at least {streaming.margin} px for exact tiles, got {plan.margin}")
-    blender = _RowBlender(sink, source.width, source.nbands, 2 * plan.window_shape[0] + plan.tile)
+    blender = _RowBlender(sink, source.width, source.nbands, plan.window_shape[0] + 2 * plan.margin)
     rows = plan.rows()
     nodata_total = 0
     stats = None

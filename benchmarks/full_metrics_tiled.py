@@ -80,19 +80,16 @@ def _child(mode: str, folder: Path, tile: int) -> None:
 
 def _prepare(folder: Path, repeat: int) -> dict:
     os.environ.setdefault("JAX_PLATFORMS", "cpu")
-    import jax
     import numpy as np
 
-    from pansharp_jax import classical
     from pansharp_jax.data.io import load_scene
+    from pansharp_jax.methods import resolve
 
     data = os.environ.get("PANSHARP_DATA")
     if not data:
         sys.exit("set PANSHARP_DATA to the shared data folder (needs fr/wv2_pnn.mat)")
     scene = load_scene(Path(data) / "fr" / "wv2_pnn.mat")
-    with jax.enable_x64(True):
-        fused = classical.mtf_glp(None, scene.lrms, scene.pan, sensor=scene.sensor.name, ratio=scene.ratio)
-        fused = np.clip(np.asarray(fused, dtype=np.float64), 0.0, 1.0)
+    fused = resolve("mtf_glp").fuse(scene)  # float64, clipped to [0, 1]
     tiles = (repeat, repeat, 1)
     pan = np.tile(np.asarray(scene.pan, dtype=np.float64), tiles)
     np.save(folder / "fused.npy", np.tile(fused, tiles))

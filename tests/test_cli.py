@@ -22,7 +22,6 @@ import scipy.io
 from pansharp_jax import __version__, classical
 from pansharp_jax.cli import main
 from pansharp_jax.methods import Method
-from pansharp_jax.methods import resolve as resolve_method
 from pansharp_jax.data.demo import demo_scene, write_demo_scene
 from pansharp_jax.errors import InputError
 
@@ -164,15 +163,6 @@ def test_compare_fr_auto_and_forced(capsys: pytest.CaptureFixture[str], scenes: 
 
 
 # --- method resolution ------------------------------------------------------------------
-def test_resolve_method_names_and_options() -> None:
-    assert resolve_method("MTF-GLP-HPM").name == "mtf_glp_hpm"
-    assert resolve_method("bt-h").label == "BT-H"
-    with pytest.raises(InputError, match="classical"):
-        resolve_method("gsa", weights="w.msgpack")
-    with pytest.raises(InputError, match="unknown method 'nope'.*gsa"):
-        resolve_method("nope")
-
-
 def test_method_source_plugs_in(capsys: pytest.CaptureFixture[str], scenes: dict[str, Path], tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     class Doubler:
         name = "test"

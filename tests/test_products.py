@@ -278,3 +278,23 @@ def test_feathered_blending_of_a_global_method_keeps_equal_values() -> None:
     rep = engine.fuse_tiled(m, engine.SceneSource(scene), sink, tile=48, batch=2, progress=False)
     assert rep.feather == rep.margin == 12 and rep.tiles == 5 * 4
     np.testing.assert_allclose(sink.array, expected, atol=1e-12)
+
+
+def test_max_memory_picks_whole_scene_or_a_tile_that_fits() -> None:
+    from pansharp_jax.data.scene import Scene
+    from pansharp_jax.methods import resolve
+    from pansharp_jax.products import engine
+
+    rng = np.random.default_rng(2)
+    scene = Scene(lrms=rng.uniform(0, 1, (64, 64, 4)), pan=rng.uniform(0, 1, (256, 256, 1)), ratio=4, sensor="QB")
+    src = engine.SceneSource(scene)
+    method = resolve("gsa")
+    whole = engine.planned_bytes(method, src, (256, 256))
+    assert whole is not None and whole > 256 * 256 * 4 * 8  # at least the float64 product
+    assert engine.choose_tile(method, src, 10 * whole) == (None, whole)  # fits: whole scene
+    tile, planned = engine.choose_tile(method, src, 1.0)  # nothing fits: the smallest candidate
+    assert tile == engine.TILE_CANDIDATES[-1] and planned is not None and planned > 1.0
+    # a 128-pixel core with a 40-pixel margin: the window's XLA buffers plus the row buffer
+    window = 128 + 2 * method.margin(4)
+    assert planned == engine.planned_bytes(method, src, (window, window)) + 3 * window * 256 * 4 * 8
+    assert engine.choose_tile(method, src, planned) == (None, whole)  # the whole scene is cheaper here

@@ -2,7 +2,7 @@
 
 Usage::
 
-    PANSHARP_DATA=../shared/data python benchmarks/make_large_scene.py --size 8192 --out /tmp/scenes
+    python benchmarks/make_large_scene.py --size 8192 --out runs/scenes   # reads $PANSHARP_DATA/fr/wv2_pnn.mat
     PANSHARP_DATA=../shared/data python benchmarks/make_large_scene.py --size 1280 --border 64 --out DIR
 
 The source is ``$PANSHARP_DATA/fr/wv2_pnn.mat`` (PAN 1280x1280, MS 320x320x8, 11 bits;

@@ -192,49 +192,33 @@ class TiledReport:
     nodata_pixels: int
 
 
-# LR pixels of wrapped context for the upsampling of a window: interp23tap's 23-tap
-# stages reach 11 samples at each x2 level, i.e. < 6 + 3 + 1.5 ... < 12 LR pixels for
-# any power-of-two ratio; the Kaiser sinc of interp_general reaches a similar span.
-LMS_CONTEXT = 16
-
-
-def _axis_indices(a: int, b: int, size: int, extra: int) -> np.ndarray:
-    return np.arange(a - extra, b + extra) % size
-
-
 @functools.lru_cache(maxsize=4)
 def _upsampler(ratio: int, dtype: str) -> Any:
     import jax
 
-    from pansharp_jax.classical import upsample_ms
+    from pansharp_jax.classical import streaming
 
-    return jax.jit(lambda x: upsample_ms(x.astype(dtype), ratio))
+    return jax.jit(lambda x: streaming.window_lms(x.astype(dtype), ratio))
 
 
 def window_lms(source: Any, window: tuple[int, int, int, int], dtype: str = "float64") -> np.ndarray:
     """The scene's upsampled MS (``interp23tap``, circular boundary) on a PAN window.
 
     The toolbox's upsampling wraps around the scene, so a window at the top edge needs
-    the scene's bottom rows: the LR window is extended by :data:`LMS_CONTEXT` pixels
-    with wrapped indices, upsampled, and cropped. (H, W, C) float64 on [0, 1].
+    the scene's bottom rows: the LR window is extended with wrapped indices by the
+    upsampler's reach (:func:`pansharp_jax.classical.streaming.extended_lr_index`), read
+    as few windows of the source, upsampled in ``dtype`` (the method's precision, as its
+    whole-scene path) and cropped. (H, W, C) on [0, 1].
     """
     import jax
 
-    from pansharp_jax.classical import upsample_ms
+    from pansharp_jax.classical import streaming
 
-    r0, r1, c0, c1 = window
     r = int(source.ratio)
-    h, w = source.height // r, source.width // r
-    a, b, c, d = r0 // r, r1 // r, c0 // r, c1 // r
-    er, ec = min(LMS_CONTEXT, h), min(LMS_CONTEXT, w)
-    if er >= h and ec >= w and (a, b, c, d) == (0, h, 0, w):
-        ext, er, ec = np.asarray(source.read_lrms(0, h, 0, w), np.float64), 0, 0
-    else:
-        rows, cols = _axis_indices(a, b, h, er), _axis_indices(c, d, w, ec)
-        ext = _read_lr_indices(source, rows, cols)
+    rows, cols = streaming.extended_lr_index(window, (source.height, source.width), r)
+    ext = _read_lr_indices(source, rows, cols)
     with jax.enable_x64(dtype == "float64"):
-        up = np.asarray(_upsampler(r, dtype)(ext))
-    return up[er * r : er * r + (r1 - r0), ec * r : ec * r + (c1 - c0)]
+        return np.asarray(_upsampler(r, dtype)(ext))
 
 
 def _runs(idx: np.ndarray) -> list[tuple[int, int, int]]:
@@ -335,15 +319,19 @@ def fuse_tiled(
     stats = None
     passes = int(streaming.passes) if streaming is not None else 0
     with _progress(progress, method.label, len(plan)) as bar:
+        apply = None
         if streaming is not None:
+            import jax
+
             stats = _gather_stats(streaming, source, plan, mask_nodata, bar, method.label)
+            apply = jax.jit(streaming.apply, static_argnames=("scene",))
         task = bar.add_task(f"{method.label}: {source.name}", total=len(plan))
         done = 0
         for i, row in enumerate(rows):
             for start in range(0, len(row), max(1, batch)):
                 group = row[start : start + max(1, batch)]
                 reads = [_read(source, t.window, dtype=method.dtype) for t in group]
-                fused = _fuse_group(method, streaming, stats, reads, [t.window for t in group], source, batch)
+                fused = _fuse_group(method, apply, stats, reads, [t.window for t in group], source, batch)
                 for t, (_, _, nodata, _), out in zip(group, reads, fused, strict=True):
                     if clip:
                         out = finish_product(out)
@@ -364,8 +352,6 @@ def fuse_tiled(
 def _gather_stats(streaming: Any, source: Any, plan: TilePlan, mask_nodata: bool, bar: Any, label: str) -> Any:
     """Whole-scene statistics of a classical method, streamed over the windows' cores."""
     import jax
-
-    from pansharp_jax.classical import upsample_ms
 
     stats = None
     with jax.enable_x64(True):
@@ -389,14 +375,15 @@ def _gather_stats(streaming: Any, source: Any, plan: TilePlan, mask_nodata: bool
 
 
 def _fuse_group(
-    method: Method, streaming: Any, stats: Any, reads: list[Any], windows: list[tuple[int, int, int, int]], source: Any, batch: int
+    method: Method, apply: Any, stats: Any, reads: list[Any], windows: list[tuple[int, int, int, int]], source: Any, batch: int
 ) -> list[np.ndarray]:
+    """Fused windows: the streaming form's jitted ``apply`` with the whole-scene statistics
+    (classical methods), else one batched call of the method padded to ``batch``."""
     r = int(source.ratio)
-    if streaming is not None:
+    if apply is not None:
         import jax
 
         with jax.enable_x64(True):
-            apply = _jitted_apply(streaming)
             scene = (int(source.height), int(source.width))
             return [
                 np.asarray(apply(lms, p, lr, stats, origin=np.array([w[0], w[2]]), scene=scene))
@@ -409,19 +396,6 @@ def _fuse_group(
     lms = np.stack([x[3] for x in reads] + [reads[-1][3]] * pad)
     out = np.asarray(method.fuse_batch(lrms, pan, source.sensor, r, lms=lms), np.float64)
     return [out[i] for i in range(n)]
-
-
-_APPLY_CACHE: dict[int, Any] = {}
-
-
-def _jitted_apply(streaming: Any) -> Any:
-    import jax
-
-    key = id(streaming)
-    if key not in _APPLY_CACHE:
-        _APPLY_CACHE.clear()  # one method at a time
-        _APPLY_CACHE[key] = (streaming, jax.jit(streaming.apply, static_argnames=("scene",)))
-    return _APPLY_CACHE[key][1]
 
 
 # --------------------------------------------------------------------------- planning

@@ -25,6 +25,7 @@ All coordinates are PAN pixels, half-open ``[r0, r1) x [c0, c1)``.
 from __future__ import annotations
 
 import dataclasses
+import functools
 import math
 
 import numpy as np
@@ -68,6 +69,11 @@ class TilePlan:
 
     def __iter__(self):  # noqa: ANN204 - iterator of Tile
         return iter(self.tiles)
+
+    @functools.cached_property
+    def shortest_core(self) -> int:
+        """The shortest core side of the plan, PAN pixels (the last row/column may be short)."""
+        return min(min(t.core[1] - t.core[0], t.core[3] - t.core[2]) for t in self.tiles)
 
     def rows(self) -> list[list[Tile]]:
         """The tiles grouped by grid row, top to bottom."""
@@ -157,8 +163,7 @@ def blend_weights(plan: TilePlan, tile: Tile, feather: int) -> np.ndarray:
     """
     if feather > 2 * plan.margin:
         raise InputError(f"feather {feather} px needs a margin of at least {math.ceil(feather / 2)} px, plan has {plan.margin}")
-    shortest = min(min(t.core[1] - t.core[0], t.core[3] - t.core[2]) for t in plan.tiles)
-    feather = min(feather, shortest)
+    feather = min(feather, plan.shortest_core)
     r0, r1, c0, c1 = tile.window
     a, b, c, d = tile.core
     wr = _ramp(r0, r1 - r0, a, b, plan.height, feather)

@@ -124,20 +124,18 @@ class ClassicalSource:
         streaming = _classical_streaming(key)
         return Method(
             key, label, fuse_batch, self.name,
-            margin_fn=_classical_margin(key) if streaming else (lambda ratio: 16 * ratio),
+            margin_fn=_classical_margin(key),
             receptive=LOCAL, streaming=streaming, origin="classical", tags=_provenance(key, label, self.name),
             jax_fn=jax_fn, dtype="float64",
         )  # fmt: skip
 
 
 def _classical_streaming(key: str) -> Any:
-    """``(sensor, ratio) -> StreamingMethod`` when the two-pass tiled form exists, else None."""
-    try:
-        from pansharp_jax.classical import streaming
-    except ImportError:  # pragma: no cover - older trees
-        return None
+    """``(sensor, ratio) -> StreamingMethod``: the method with its statistics streamed over tiles."""
 
     def make(sensor: Any, ratio: int) -> Any:
+        from pansharp_jax.classical import streaming
+
         return streaming.streaming_method(key, sensor=sensor, ratio=int(ratio))
 
     return make
@@ -395,7 +393,7 @@ def resolve_many(spec: str | Sequence[str] | None, *, weights: Sequence[str] = (
     if (w or c) and not learned:
         flags = ", ".join(f for f, v in (("--weights", w), ("--ckpt", c)) if v)
         raise InputError(f"{flags} given, but no method in the list is a learned model")
-    by_w, by_c = _assign("weights", w, learned), _assign("ckpt", c, [k for k in learned])
+    by_w, by_c = _assign("weights", w, learned), _assign("ckpt", c, learned)
     both = sorted(set(by_w) & set(by_c))
     if both:
         raise InputError(f"give --weights or --ckpt for {both[0]}, not both")

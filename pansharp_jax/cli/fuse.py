@@ -180,12 +180,7 @@ def _source_for(args: argparse.Namespace, scene_path: Path, pan_path: Path | Non
         from pansharp_jax.products.geotiff import GeoTiffPair
 
         pair = GeoTiffPair.open(scene_path, pan_path, sensor=args.sensor, bits=args.bits, ratio=args.ratio)
-        assumed = {}
-        if args.sensor is None and pair.sensor.name == "generic":
-            assumed["sensor"] = f"generic (nothing in {scene_path.name} or its name says which)"
-            if args.bits is None and pair.dtype != np.uint8:
-                assumed["bits"] = f"{pair.bits} (the generic default)"
-        say_assumed(assumed)
+        say_assumed(pair.assumed)
         return pair, None
     ns = argparse.Namespace(**{**vars(args), "input": str(scene_path)})
     scene = load(ns, scene_path)

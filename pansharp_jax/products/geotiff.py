@@ -46,7 +46,7 @@ from typing import Any
 
 import numpy as np
 
-from pansharp_jax.data.io import _resolve_bits, _resolve_ratio, _resolve_sensor
+from pansharp_jax.data.io import resolve_bits, resolve_ratio, resolve_sensor
 from pansharp_jax.data.io_geotiff import _rasterio, check_pair_alignment
 from pansharp_jax.data.scene import check_finite
 from pansharp_jax.data.sensors import Sensor, get_sensor
@@ -156,6 +156,8 @@ class GeoTiffPair:
       dtype: the MS file's storage dtype (``pan_dtype``: the PAN's).
       bits: radiometric depth; ``max_dn = 2**bits - 1`` is the DN of 1.0.
       sensor: the resolved :class:`~pansharp_jax.data.sensors.Sensor`.
+      assumed: what was guessed rather than given or read (``sensor``, ``bits``, ``ratio``
+        -> how), as :attr:`pansharp_jax.data.scene.Scene.assumed`.
       georef: the PAN's ``{"crs": WKT or None, "transform": GDAL 6-tuple, "nodata": value or None}``.
       name: the MS file stem; ms_path, pan_path: the two paths.
       ms_normalised, pan_normalised: whether the file is float data already on [0, 1].
@@ -223,11 +225,14 @@ class GeoTiffPair:
         check_pair_alignment(
             ms_name, _georef_of(ms), (self.ms_height, self.ms_width), pan_name, self.georef, (self.height, self.width)
         )
-        self.sensor = _resolve_sensor(sensor, None, (self.ms_path, self.pan_path))
+        self.sensor, sensor_note = resolve_sensor(sensor, None, (self.ms_path, self.pan_path))
         self.sensor.gains(self.nbands)  # raises on a band count the sensor does not have
         ms_sample, pan_sample = _sample(ms), _sample(pan)
-        self.bits = _resolve_bits(bits, None, self.sensor, [ms_sample, pan_sample])
-        r = _resolve_ratio(ratio, None, (self.ms_height, self.ms_width), (self.height, self.width), self.sensor)
+        self.bits, bits_note = resolve_bits(bits, None, self.sensor, [ms_sample, pan_sample])
+        r, ratio_note = resolve_ratio(ratio, None, (self.ms_height, self.ms_width), (self.height, self.width), self.sensor)
+        # what was guessed rather than given or read, as Scene.assumed (the CLI says it)
+        notes = {"sensor": sensor_note, "bits": bits_note, "ratio": ratio_note}
+        self.assumed = {k: v for k, v in notes.items() if v is not None}
         if (self.height, self.width) != (r * self.ms_height, r * self.ms_width):
             raise InputError(
                 f"PAN {pan_name} is {self.height}x{self.width} and MS {ms_name} is {self.ms_height}x{self.ms_width}: "

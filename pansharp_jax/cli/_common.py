@@ -132,15 +132,26 @@ def pick_mode(scene: Scene, mode: str) -> str:
     return mode
 
 
-def evaluate(fused: np.ndarray, scene: Scene, mode: str) -> dict[str, float]:
-    """The toolbox metrics of ``fused`` (H, W, C) on [0, 1]: rr vs the GT, fr without."""
-    from pansharp_jax import metrics
+def evaluate(fused: np.ndarray, scene: Scene, mode: str, protocol: str | None = None) -> dict[str, float]:
+    """The metrics of ``fused`` (H, W, C) on [0, 1] under an evaluation ``protocol``
+    (:mod:`pansharp_jax.metrics.protocols`; None = the MATLAB toolbox): rr vs the GT, fr without."""
+    from pansharp_jax.metrics.protocols import evaluate_full_protocol, evaluate_reduced_protocol
 
     if mode == "rr":
-        out = metrics.evaluate_reduced(fused, scene.gt, ratio=scene.ratio, max_dn=scene.max_dn)
+        out = evaluate_reduced_protocol(fused, scene.gt, ratio=scene.ratio, max_dn=scene.max_dn, protocol=protocol)
     else:
-        out = metrics.evaluate_full(fused, scene.lrms, scene.pan, sensor=scene.sensor, ratio=scene.ratio, max_dn=scene.max_dn)
+        out = evaluate_full_protocol(
+            fused, scene.lrms, scene.pan, sensor=scene.sensor, ratio=scene.ratio, max_dn=scene.max_dn, protocol=protocol
+        )
     return {k: float(v) for k, v in out.items()}
+
+
+def protocol_arg(p: argparse.ArgumentParser) -> None:
+    """``--protocol NAME``: the evaluation preset (default: the MATLAB toolbox)."""
+    from pansharp_jax.metrics.protocols import PROTOCOLS, protocol_names
+
+    lines = "; ".join(f"{n}: {PROTOCOLS[n].summary}" for n in protocol_names())
+    p.add_argument("--protocol", default="toolbox", choices=protocol_names(), metavar="NAME", help=f"evaluation preset ({lines})")
 
 
 def output_file(path: str | Path, *, overwrite: bool, inputs: list[Path]) -> Path:

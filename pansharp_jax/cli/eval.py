@@ -4,7 +4,9 @@ Reduced resolution (Q2n, Q_avg, SAM, ERGAS, SCC, PSNR, SSIM vs the GT) when the 
 has a GT, full resolution (D_lambda, D_lambda_K, D_S, QNR, HQNR) otherwise. For large
 full-resolution GeoTIFF products, ``--tile N`` computes the full-resolution indices
 window by window (tiles aligned to the metrics' 32-pixel block grid, so the values equal
-the whole-scene ones; see :mod:`pansharp_jax.metrics.full_tiled`).
+the whole-scene ones; see :mod:`pansharp_jax.metrics.full_tiled`). ``--protocol NAME``
+scores under another group's evaluation convention (:mod:`pansharp_jax.metrics.protocols`);
+the table and the JSON name it.
 """
 
 from __future__ import annotations
@@ -15,7 +17,7 @@ from typing import Any
 
 import numpy as np
 
-from pansharp_jax.cli._common import MODES, console, evaluate, input_args, input_path, load, pick_mode, read_fused
+from pansharp_jax.cli._common import MODES, console, evaluate, input_args, input_path, load, pick_mode, protocol_arg, read_fused
 from pansharp_jax.errors import InputError
 
 
@@ -27,6 +29,7 @@ def add_parser(sub: Any, parents: list[argparse.ArgumentParser]) -> None:
     p.add_argument("--mode", choices=MODES, default="auto", help="rr (vs GT), fr (no reference) or auto (rr when the scene has a GT)")
     p.add_argument("--json", metavar="FILE", help="also write the metrics as JSON")
     p.add_argument("--tile", type=int, metavar="N", help="full resolution of a GeoTIFF scene and product, window by window (N a multiple of 32)")
+    protocol_arg(p)
     p.set_defaults(func=cmd_eval)
 
 
@@ -41,13 +44,18 @@ def _eval_tiled(args: argparse.Namespace) -> tuple[dict[str, float], Any]:
     """Full-resolution indices of a GeoTIFF product on a GeoTIFF pair, window by window."""
     import rasterio
 
+    from pansharp_jax.data.sensors import get_sensor
     from pansharp_jax.metrics.full_tiled import evaluate_full_tiled
+    from pansharp_jax.metrics.protocols import get_protocol
     from pansharp_jax.products.geotiff import GeoTiffPair
 
     if args.tile % 32:
         raise InputError(f"--tile must be a multiple of the 32-pixel block of the metrics, got {args.tile}")
     if args.pan is None:
         raise InputError("--tile evaluates GeoTIFF scenes window by window: give the MS GeoTIFF as --input and the PAN as --pan")
+    protocol = get_protocol(args.protocol)
+    if protocol.full_clip or protocol.block != 32:
+        raise InputError(f"--tile does not support protocol {protocol.name} (it clips its inputs or changes the block): score the whole scene")
     fused_path = input_path(args.fused)
     pair = GeoTiffPair.open(input_path(args.input), input_path(args.pan), sensor=args.sensor, bits=args.bits, ratio=args.ratio)
     try:
@@ -65,9 +73,11 @@ def _eval_tiled(args: argparse.Namespace) -> tuple[dict[str, float], Any]:
                 a = np.moveaxis(src.read(window=Window(c0, r0, c1 - c0, r1 - r0)), 0, -1).astype(np.float64)
                 return a / pair.max_dn if integer or float(a.max(initial=0.0)) > 1.5 else a
 
+            sensor = pair.sensor.name
             scores = evaluate_full_tiled(
                 read_fused_window, pair.read_pan, pair.read_lrms_all(), height=pair.height, width=pair.width,
-                ratio=pair.ratio, sensor=pair.sensor, max_dn=pair.max_dn, tile=args.tile,
+                ratio=pair.ratio, sensor=get_sensor(protocol.mtf_sensor.get(sensor, sensor)),
+                max_dn=protocol.max_dn_full(sensor, pair.max_dn), tile=args.tile,
             )  # fmt: skip
     finally:
         pair.close()
@@ -88,11 +98,11 @@ def cmd_eval(args: argparse.Namespace) -> int:
     else:
         scene = load(args)
         mode = pick_mode(scene, args.mode)
-        scores = evaluate(read_fused(args.fused, scene), scene, mode)
+        scores = evaluate(read_fused(args.fused, scene), scene, mode, args.protocol)
         scene_name, sensor, ratio = scene.name, scene.sensor.name, scene.ratio
-    table = MetricTable(mode, scene_name, sensor, ratio)
+    table = MetricTable(mode, scene_name, sensor, ratio, protocol=args.protocol)
     table.add(name, name, scores)
     print_table(table, console())
     if args.json:
-        _write_json(Path(args.json), metrics_json(scores, mode=mode, scene=scene_name, fused=str(args.fused), sensor=sensor, ratio=ratio))
+        _write_json(Path(args.json), metrics_json(scores, mode=mode, scene=scene_name, fused=str(args.fused), sensor=sensor, ratio=ratio, protocol=args.protocol))
     return 0

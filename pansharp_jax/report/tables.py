@@ -8,12 +8,13 @@ mark the best value of each metric (bold) using :data:`HIGHER_IS_BETTER`.
 
 JSON layout::
 
-    {"mode": "rr", "scene": "...", "sensor": "QB", "ratio": 4,
+    {"mode": "rr", "scene": "...", "sensor": "QB", "ratio": 4, "protocol": "toolbox",
      "metrics": ["Q2n", ...], "higher_is_better": {"Q2n": true, ...},
      "results": [{"method": "gsa", "label": "GSA", "metrics": {"Q2n": 0.89, ...},
                   "seconds": 0.12}, ...]}
 
-CSV columns: ``method, label, <metrics...>, seconds``.
+CSV columns: ``method, label, <metrics...>, seconds, protocol``. The protocol is the
+evaluation preset that produced the numbers (:mod:`pansharp_jax.metrics.protocols`).
 """
 
 from __future__ import annotations
@@ -28,11 +29,11 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-RR_METRICS: tuple[str, ...] = ("Q2n", "Q_avg", "SAM", "ERGAS", "SCC", "PSNR", "SSIM")
+RR_METRICS: tuple[str, ...] = ("Q2n", "Q_avg", "SAM", "ERGAS", "SCC", "PSNR", "SSIM", "CC", "FSDS")
 FR_METRICS: tuple[str, ...] = ("D_lambda_K", "D_S", "HQNR", "D_lambda", "QNR")
 HIGHER_IS_BETTER: dict[str, bool] = {
     "Q2n": True, "Q_avg": True, "SAM": False, "ERGAS": False, "SCC": True, "PSNR": True, "SSIM": True,
-    "D_lambda": False, "D_lambda_K": False, "D_S": False, "QNR": True, "HQNR": True,
+    "CC": True, "FSDS": True, "D_lambda": False, "D_lambda_K": False, "D_S": False, "QNR": True, "HQNR": True,
 }  # fmt: skip
 MODE_TITLES = {"rr": "reduced resolution (vs GT)", "fr": "full resolution (no reference)"}
 
@@ -63,6 +64,7 @@ class MetricTable:
     sensor: str
     ratio: int
     rows: list[MetricRow] = dataclasses.field(default_factory=list)
+    protocol: str = "toolbox"
 
     def add(self, method: str, label: str, metrics: Mapping[str, float], seconds: float | None = None) -> None:
         self.rows.append(MetricRow(method, label, {k: float(v) for k, v in metrics.items()}, seconds))
@@ -103,6 +105,7 @@ class MetricTable:
             "scene": self.scene,
             "sensor": self.sensor,
             "ratio": self.ratio,
+            "protocol": self.protocol,
             "metrics": names,
             "higher_is_better": {n: HIGHER_IS_BETTER[n] for n in names if n in HIGHER_IS_BETTER},
             "results": [
@@ -123,9 +126,9 @@ class MetricTable:
         names = self.metric_names
         buf = io.StringIO()
         w = csv.writer(buf, lineterminator="\n")
-        w.writerow(["method", "label", *names, "seconds"])
+        w.writerow(["method", "label", *names, "seconds", "protocol"])
         for r in self.rows:
-            w.writerow([r.method, r.label, *(_csv_num(r.metrics.get(n)) for n in names), _csv_num(r.seconds)])
+            w.writerow([r.method, r.label, *(_csv_num(r.metrics.get(n)) for n in names), _csv_num(r.seconds), self.protocol])
         return buf.getvalue()
 
     def to_markdown(self) -> str:
@@ -133,7 +136,7 @@ class MetricTable:
         best = self.best()
         head = ["Method", *(f"{n} {_arrow(n)}".rstrip() for n in names), "time (s)"]
         lines = [
-            f"**{self.scene}**, {MODE_TITLES.get(self.mode, self.mode)}, sensor {self.sensor}, ratio {self.ratio}",
+            f"**{self.scene}**, {MODE_TITLES.get(self.mode, self.mode)}, sensor {self.sensor}, ratio {self.ratio}, protocol {self.protocol}",
             "",
             "| " + " | ".join(head) + " |",
             "|" + "|".join(["---"] + ["---:"] * (len(head) - 1)) + "|",
@@ -154,7 +157,7 @@ class MetricTable:
 
         names = self.metric_names
         best = self.best()
-        t = Table(title=escape(f"{self.scene}: {MODE_TITLES.get(self.mode, self.mode)} ({self.sensor}, ratio {self.ratio})"))
+        t = Table(title=escape(f"{self.scene}: {MODE_TITLES.get(self.mode, self.mode)} ({self.sensor}, ratio {self.ratio}, protocol {self.protocol})"))
         t.add_column("Method", style="bold")
         for n in names:
             t.add_column(f"{n} {_arrow(n)}".rstrip(), justify="right")

@@ -26,6 +26,7 @@ the evaluation convention (:mod:`pansharp_jax.metrics.protocols`); every table n
 from __future__ import annotations
 
 import argparse
+import glob
 import shutil
 import time
 from pathlib import Path
@@ -181,10 +182,16 @@ def parse_products(specs: list[str]) -> dict[str, Path]:
 
 
 def product_for(folder_or_file: Path, stem: str) -> Path | None:
-    """The product of scene ``stem``: the file itself, or ``<folder>/<stem>.<mat|npz|tif|tiff>``."""
+    """The product of scene ``stem``: the file itself, else ``<folder>/<stem>.<mat|npz|tif|tiff>``,
+    else the only ``<folder>/<stem>_<anything>.<ext>`` (as ``pansharp fuse`` names catalogue
+    products, ``<scene>_<method>.tif``). InputError when several candidates match."""
     if folder_or_file.is_file():
         return folder_or_file
     hits = [folder_or_file / f"{stem}{ext}" for ext in FUSED_EXTS if (folder_or_file / f"{stem}{ext}").is_file()]
+    if not hits:
+        hits = sorted(p for p in folder_or_file.glob(f"{glob.escape(stem)}_*") if p.suffix.lower() in FUSED_EXTS and p.is_file())
+    if len(hits) > 1:
+        raise InputError(f"several products for scene {stem} in {folder_or_file}: {', '.join(p.name for p in hits)}; keep one")
     return hits[0] if hits else None
 
 

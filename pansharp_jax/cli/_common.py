@@ -56,7 +56,7 @@ def input_args(p: argparse.ArgumentParser, *, many: bool = False) -> None:
         what += "; or a folder / glob of scenes (catalogue: --out is then a folder)"
     g.add_argument("--input", "-i", required=True, metavar="SCENE", help=what + "; relative paths are also looked up under $PANSHARP_DATA")
     g.add_argument("--pan", metavar="PAN_FILE", help="the PAN GeoTIFF (GeoTIFF input only)")
-    g.add_argument("--sensor", metavar="S", help="sensor: QB, IKONOS, GeoEye1, WV2, WV3, WV4, GF2, Pleiades, Landsat8, generic (default: from the file)")
+    g.add_argument("--sensor", metavar="S", help="sensor: QB, IKONOS, GeoEye1, WV2, WV3, WV4, GF2, Pleiades, Landsat8, generic, or a sensor file (.yaml/.json, see README) (default: from the file)")
     g.add_argument("--keys", metavar="lrms=A,pan=B[,gt=C]", help="variable names, instead of layout detection")
     g.add_argument("--ratio", type=int, help="PAN/MS resolution ratio (default: from the file or the sizes)")
     g.add_argument("--bits", type=int, help="radiometric depth, DN = value x (2**bits - 1) (default: from the file or sensor)")

@@ -1,8 +1,9 @@
 """The ``pansharp`` entry point: a thin parser over one module per command.
 
-Commands: ``fuse`` (:mod:`~pansharp_jax.cli.fuse`), ``eval``, ``compare``, ``train`` and
-``demo``; later families add ``sample``, ``analyze``, ``restore`` the same way (a module
-with ``add_parser(sub, parents)`` listed in :data:`COMMANDS`).
+Commands: ``fuse`` (:mod:`~pansharp_jax.cli.fuse`), ``eval``, ``compare``, ``train``,
+``demo``, ``simulate`` (training sets from your own scenes) and ``analyze`` (frequency
+analysis); later families add ``sample``, ``restore`` the same way (a module with
+``add_parser(sub, parents)`` listed in :data:`COMMANDS`).
 
 Errors: bad input (:class:`~pansharp_jax.errors.InputError`) and command-line mistakes
 print ONE line on stderr, ``pansharp: error: ...``, and give exit code 2. Any other
@@ -25,7 +26,7 @@ from pansharp_jax.errors import InputError
 from pansharp_jax.runtime import use_low_memory_cpu_scheduler
 
 # One module per command, each with add_parser(sub, parents); in --help order.
-COMMANDS = ("fuse", "eval", "compare", "train", "demo")
+COMMANDS = ("fuse", "eval", "compare", "train", "demo", "simulate")
 
 
 def build_parser() -> argparse.ArgumentParser:

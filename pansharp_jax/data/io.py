@@ -564,3 +564,14 @@ def save_fused(path: str | os.PathLike[str], fused: Any, scene: Scene) -> Path:
     else:
         raise InputError(f"unsupported output format '{path.suffix}': use .tif, .mat or .npz")
     return path
+
+
+def sha256_file(path: str | os.PathLike[str], block: int = 1 << 20) -> str:
+    """Hex SHA-256 of a file's bytes, read in ``block``-byte chunks (provenance of weights and scenes)."""
+    import hashlib
+
+    h = hashlib.sha256()
+    with open(path, "rb") as fh:
+        while chunk := fh.read(block):
+            h.update(chunk)
+    return h.hexdigest()

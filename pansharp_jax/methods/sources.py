@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import datetime
 import functools
-import hashlib
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any, Protocol
@@ -23,6 +22,7 @@ from typing import Any, Protocol
 import numpy as np
 
 from pansharp_jax import __version__
+from pansharp_jax.data.io import sha256_file
 from pansharp_jax.errors import InputError
 from pansharp_jax.methods.base import GLOBAL, LOCAL, Method
 
@@ -77,16 +77,6 @@ def _provenance(method: str, label: str, source: str, **extra: str) -> dict[str,
     return tags
 
 
-def sha256_file(path: str | Path) -> str:
-    """SHA-256 hex digest of a file, read in 1 MiB chunks."""
-    h = hashlib.sha256()
-    with open(path, "rb") as fh:
-        for chunk in iter(lambda: fh.read(1 << 20), b""):
-            h.update(chunk)
-    return h.hexdigest()
-
-
-# --------------------------------------------------------------------------- classical
 class ClassicalSource:
     """The classical baselines (``fuse(None, lrms, pan, sensor=, ratio=)``), run in float64."""
 

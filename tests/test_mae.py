@@ -1,0 +1,115 @@
+"""The ViT pieces and the masked autoencoder: shapes, masks, equality with plain references, learning."""
+
+from __future__ import annotations
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import optax
+import pytest
+
+from pansharp_jax.errors import InputError
+from pansharp_jax.models.mae import MAE, compose, group_tokens, masked_mse, ungroup_tokens
+from pansharp_jax.nn.vit import Encoder, EncoderBlock, patchify, sincos_pos_embed_2d, unpatchify
+
+TINY = dict(bands=4, patch=4, embed_dim=16, depth=2, heads=2, decoder_dim=8, decoder_depth=1, decoder_heads=2)
+
+
+def test_patchify_matches_a_loop_and_inverts() -> None:
+    x = np.random.default_rng(0).uniform(size=(2, 8, 12, 3)).astype(np.float32)
+    tok = np.asarray(patchify(jnp.asarray(x), 4))
+    assert tok.shape == (2, 6, 48)
+    k = 0
+    for gy in range(2):
+        for gx in range(3):
+            np.testing.assert_array_equal(tok[:, k], x[:, 4 * gy : 4 * gy + 4, 4 * gx : 4 * gx + 4, :].reshape(2, -1))
+            k += 1
+    np.testing.assert_array_equal(np.asarray(unpatchify(jnp.asarray(tok), 4, (2, 3), 3)), x)
+    with pytest.raises(InputError, match="multiple of the 4-pixel"):
+        patchify(jnp.zeros((1, 6, 8, 1)), 4)
+
+
+def test_band_group_tokens_hold_consecutive_bands_of_one_square() -> None:
+    x = np.random.default_rng(1).uniform(size=(1, 8, 8, 4)).astype(np.float32)
+    tok = np.asarray(group_tokens(jnp.asarray(x), 4, 2))
+    assert tok.shape == (1, 8, 32)  # 4 squares x 2 groups, 4*4*2 values
+    np.testing.assert_array_equal(tok[0, 0], x[0, :4, :4, 0:2].reshape(-1))  # square 0, bands 0-1
+    np.testing.assert_array_equal(tok[0, 1], x[0, :4, :4, 2:4].reshape(-1))  # square 0, bands 2-3
+    np.testing.assert_array_equal(tok[0, 2], x[0, :4, 4:, 0:2].reshape(-1))  # square 1
+    np.testing.assert_array_equal(np.asarray(ungroup_tokens(jnp.asarray(tok), 4, (2, 2), 2, 4)), x)
+
+
+def test_sincos_table_is_the_mae_formula() -> None:
+    t = sincos_pos_embed_2d(3, 5, 8)
+    assert t.shape == (15, 8)
+    for i in range(3):
+        for j in range(5):
+            w = [1.0, 1.0 / 100.0]  # 10000 ** (-k / 2), k = 0, 1
+            row = [np.sin(i * w[0]), np.sin(i * w[1]), np.cos(i * w[0]), np.cos(i * w[1])]
+            col = [np.sin(j * w[0]), np.sin(j * w[1]), np.cos(j * w[0]), np.cos(j * w[1])]
+            np.testing.assert_allclose(t[i * 5 + j], row + col, rtol=1e-6, atol=1e-7)
+
+
+def test_scanned_encoder_equals_a_loop_over_the_same_block_params() -> None:
+    x = jax.random.normal(jax.random.key(0), (2, 6, 16))
+    enc = Encoder(depth=3, heads=2)
+    p = enc.init(jax.random.key(1), x)["params"]
+    y = enc.apply({"params": p}, x)
+    h = x
+    for k in range(3):
+        block_p = jax.tree.map(lambda a: a[k], p["blocks"])
+        h, _ = EncoderBlock(heads=2).apply({"params": block_p}, h)
+    h = jax.nn.standardize(h, axis=-1, epsilon=1e-6) * p["norm"]["scale"] + p["norm"]["bias"]
+    np.testing.assert_allclose(np.asarray(y), np.asarray(h), atol=2e-5)
+
+
+@pytest.mark.parametrize("masking, ratio, tokens", [("spatial", 0.75, 16), ("spectral", 0.5, 32)])
+def test_mae_hides_the_configured_share_and_is_deterministic(masking: str, ratio: float, tokens: int) -> None:
+    m = MAE(**TINY, masking=masking, mask_ratio=ratio)
+    x = jax.random.uniform(jax.random.key(0), (3, 16, 16, 4))
+    p = jax.jit(lambda x: m.init(jax.random.key(1), x, rng=jax.random.key(2)))(x)["params"]
+    apply = jax.jit(lambda p, x, k: m.apply({"params": p}, x, rng=k))
+    a, b, c = (apply(p, x, jax.random.key(k)) for k in (5, 5, 6))
+    assert a["pred"].shape == a["target"].shape and a["mask"].shape == (3, tokens)
+    np.testing.assert_array_equal(np.asarray(a["mask"].sum(1)), round(tokens * ratio))
+    np.testing.assert_array_equal(np.asarray(a["pred"]), np.asarray(b["pred"]))
+    assert not np.array_equal(np.asarray(a["mask"]), np.asarray(c["mask"]))
+    rec = compose(x, a, 4, m.groups)
+    vis = np.asarray(ungroup_tokens(1.0 - a["mask"][..., None] * jnp.ones_like(a["pred"]), 4, (4, 4), m.groups, 4)) > 0.5
+    np.testing.assert_array_equal(np.asarray(rec)[vis], np.asarray(x)[vis])  # visible pixels come from the input
+    none = jax.jit(lambda p, x: m.apply({"params": p}, x, mask_ratio=0.0))(p, x)
+    assert float(none["mask"].sum()) == 0.0
+    with pytest.raises(InputError, match="wrong band count"):
+        m.apply({"params": p}, jnp.zeros((1, 16, 16, 3)), rng=jax.random.key(0))
+
+
+def test_masked_loss_counts_hidden_tokens_only() -> None:
+    pred = jnp.zeros((1, 3, 2))
+    target = jnp.array([[[1.0, 1.0], [2.0, 2.0], [3.0, 3.0]]])
+    mask = jnp.array([[0.0, 1.0, 0.0]])
+    assert float(masked_mse(pred, target, mask)) == pytest.approx(4.0)
+    assert float(masked_mse(pred, target, jnp.array([[1.0, 1.0, 0.0]]))) == pytest.approx((1.0 + 4.0) / 2)
+
+
+def test_mae_overfits_one_batch() -> None:
+    m = MAE(**TINY, masking="spatial", mask_ratio=0.5)
+    x = jax.random.uniform(jax.random.key(0), (2, 16, 16, 4))
+    p = m.init(jax.random.key(1), x, rng=jax.random.key(2))["params"]
+    opt = optax.adam(3e-3)
+    state = opt.init(p)
+
+    @jax.jit
+    def step(p, state, k):
+        def loss(p):
+            out = m.apply({"params": p}, x, rng=jax.random.fold_in(jax.random.key(9), k % 4))
+            return masked_mse(out["pred"], out["target"], out["mask"])
+
+        v, g = jax.value_and_grad(loss)(p)
+        upd, state = opt.update(g, state, p)
+        return optax.apply_updates(p, upd), state, v
+
+    first = None
+    for k in range(120):
+        p, state, v = step(p, state, k)
+        first = float(v) if first is None else first
+    assert float(v) < 0.1 * first

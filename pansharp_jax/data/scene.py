@@ -33,6 +33,9 @@ class Scene:
         argument, one entry per value, e.g. ``{"sensor": "generic (no sensor given, none
         in the file or its name)", "bits": "11 (the sensor's default)"}``; empty when
         nothing was guessed. Front ends print it ("pass --sensor/--bits").
+      task: ``"pansharpening"`` (default: ``pan`` has exactly one band) or ``"mhif"``
+        (multispectral/hyperspectral image fusion: ``lrms`` is the low-resolution HSI and
+        ``pan`` the high-resolution MSI guide, e.g. RGB, with one or more bands).
     """
 
     lrms: np.ndarray
@@ -44,6 +47,7 @@ class Scene:
     name: str = "scene"
     georef: dict[str, Any] | None = None
     assumed: dict[str, str] = dataclasses.field(default_factory=dict)
+    task: str = "pansharpening"
 
     def __post_init__(self) -> None:
         self.lrms = _as_hwc(self.lrms, "lrms")
@@ -75,6 +79,9 @@ class Scene:
         return np.asarray(x, np.float64) / self.max_dn
 
 
+TASKS = ("pansharpening", "mhif")
+
+
 def _as_hwc(x: Any, what: str) -> np.ndarray:
     a = np.asarray(x)
     if a.dtype.kind not in "biuf":
@@ -91,15 +98,17 @@ def _as_hwc(x: Any, what: str) -> np.ndarray:
 def validate_scene(scene: Scene, *, range_tol: float = 1e-6) -> None:
     """Check shapes, ratio, band count and values; raise InputError naming the problem.
 
-    Checks: PAN has one band; PAN size = ratio x LRMS size; GT (if any) is PAN-sized
-    with the LRMS band count; the sensor's band count matches (non-generic sensors);
-    no NaN/Inf; values within [0, 1] (i.e. within the sensor's DN range), up to
-    ``range_tol``.
+    Checks: PAN has one band (any number >= 1 for ``task="mhif"``); PAN size = ratio x
+    LRMS size; GT (if any) is PAN-sized with the LRMS band count; the sensor's band
+    count matches (non-generic sensors); no NaN/Inf; values within [0, 1] (i.e. within
+    the sensor's DN range), up to ``range_tol``.
     """
     lrms, pan, gt, r = scene.lrms, scene.pan, scene.gt, scene.ratio
     if not isinstance(r, (int, np.integer)) or r < 1:
         raise InputError(f"ratio must be a positive integer, got {r!r}")
-    if pan.shape[-1] != 1:
+    if scene.task not in TASKS:
+        raise InputError(f"unknown scene task {scene.task!r}: use {' or '.join(TASKS)}")
+    if pan.shape[-1] != 1 and scene.task != "mhif":
         raise InputError(f"pan must have one band, got {pan.shape[-1]}")
     h, w = pan.shape[:2]
     if h % r or w % r:

@@ -4,6 +4,8 @@
   (Q2n, Q_avg, SAM, ERGAS, SCC, plus PSNR and SSIM).
 * :func:`evaluate_full`: full resolution, no ground truth
   (D_lambda, D_lambda_K, D_S, QNR, HQNR).
+* :func:`fsds` / :func:`fsds_scores`: the Frequency Spectrum Distribution Similarity
+  (dB, higher is better) of a product against its ground truth (:mod:`~pansharp_jax.metrics.fsds`).
 * :func:`evaluate_full_tiled`: the same values for scenes larger than memory, from
   window readers, tile by tile (:mod:`~pansharp_jax.metrics.full_tiled`).
 
@@ -12,6 +14,7 @@ jittable array functions in :mod:`~pansharp_jax.metrics.reduced` and
 :mod:`~pansharp_jax.metrics.full` work on DN arrays.
 """
 
+from pansharp_jax.metrics.fsds import fsds, fsds_array, fsds_bands_array, fsds_per_band, fsds_scores
 from pansharp_jax.metrics.full import (
     FULL_KEYS,
     d_lambda,
@@ -23,6 +26,7 @@ from pansharp_jax.metrics.full import (
     hqnr_from_upsampled,
 )
 from pansharp_jax.metrics.full_tiled import TileMargins, evaluate_full_tiled, tile_margins
+from pansharp_jax.metrics.mhif import MHIF_KEYS, evaluate_mhif
 from pansharp_jax.metrics.reduced import (
     REDUCED_KEYS,
     cut_border,
@@ -39,6 +43,7 @@ from pansharp_jax.metrics.reduced import (
 
 __all__ = [
     "FULL_KEYS",
+    "MHIF_KEYS",
     "REDUCED_KEYS",
     "TileMargins",
     "cut_border",
@@ -48,7 +53,13 @@ __all__ = [
     "ergas",
     "evaluate_full",
     "evaluate_full_tiled",
+    "evaluate_mhif",
     "evaluate_reduced",
+    "fsds",
+    "fsds_array",
+    "fsds_bands_array",
+    "fsds_per_band",
+    "fsds_scores",
     "full_metrics_dn",
     "hqnr_dn",
     "hqnr_from_upsampled",

@@ -42,6 +42,8 @@ def get_config() -> ml_collections.ConfigDict:
     c.optim.min_lr_ratio = 0.0  # cosine floor, as a fraction of lr
     c.optim.weight_decay = 0.0  # decoupled (AdamW); 0 = plain Adam
     c.optim.grad_clip = 0.0  # global-norm clipping; 0 = off
+    c.optim.frozen = ""  # comma-separated param paths never updated, e.g. "prior" (train/optim.py)
+    c.init_from = ""  # DST=WORKDIR[@SRC],...: params copied from other runs on a fresh start (train/init_from.py)
     c.optim.b1 = 0.9
     c.optim.b2 = 0.999
     c.optim.eps = 1e-8

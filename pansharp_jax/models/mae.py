@@ -32,6 +32,8 @@ prior's use inside the unfolding). The hidden set is drawn from ``rng`` (static 
 
 from __future__ import annotations
 
+from typing import Any
+
 import flax.linen as nn
 import jax
 import jax.numpy as jnp
@@ -140,8 +142,8 @@ class MAE(nn.Module):
         x = Encoder(self.depth, self.heads, remat=self.remat, dtype=self.dtype, name="encoder")(x)
 
         y = nn.Dense(self.decoder_dim, dtype=self.dtype, name="decoder_embed")(x)
+        mask_token = self.param("mask_token", nn.initializers.normal(0.02), (1, 1, self.decoder_dim))  # always created
         if ids_restore is not None:
-            mask_token = self.param("mask_token", nn.initializers.normal(0.02), (1, 1, self.decoder_dim))
             y = jnp.concatenate([y, jnp.broadcast_to(mask_token, (n, length - keep, self.decoder_dim))], axis=1)
             y = jnp.take_along_axis(y, ids_restore[..., None], axis=1)
         y = y + dpos
@@ -162,6 +164,60 @@ def compose(images: jax.Array, out: dict[str, jax.Array], patch: int, groups: in
     return ungroup_tokens(tokens, patch, (h // patch, w // patch), groups, c)
 
 
+class MAEPretrain(nn.Module):
+    """The MAE as a model of the one trainer (registry name ``mae``).
+
+    * ``__call__(lrms, pan, lms, train=False)`` (the registry contract): the MAE's unmasked
+      reconstruction of ``lms`` (N, H, W, C), so that ``fuse`` and shape checks work; it is
+      not a pan-sharpening method.
+    * ``training_loss(batch, rng)``: masked MSE of the reconstruction of the batch's GT
+      patches (``batch['gt']``, the high-resolution MS the prior must know), hidden tokens
+      drawn from ``rng``; metrics ``masked_mse`` and ``mean_fill_mse`` (the error of filling
+      every hidden token with the patch's visible mean, the baseline to beat).
+    * ``eval_output(batch, rng)``: the composed reconstruction (visible pixels from the GT,
+      hidden ones predicted), which the trainer scores against the GT.
+
+    Its MAE's params sit under ``params['mae']`` (what a later run's ``init_from`` takes).
+    """
+
+    fields: tuple[tuple[str, Any], ...]
+    norm_pix_loss: bool = False
+
+    def setup(self) -> None:
+        self.mae = MAE(**dict(self.fields))
+
+    def __call__(self, lrms: jax.Array, pan: jax.Array, lms: jax.Array, train: bool = False) -> jax.Array:
+        return self.mae(lms, mask_ratio=0.0)["image"]
+
+    def training_loss(self, batch: dict[str, jax.Array], rng: jax.Array) -> tuple[jax.Array, dict[str, jax.Array]]:
+        out = self.mae(batch["gt"], rng=rng)
+        loss = masked_mse(out["pred"], out["target"], out["mask"], norm_pix=self.norm_pix_loss)
+        return loss, {"masked_mse": masked_mse(out["pred"], out["target"], out["mask"]),
+                      "mean_fill_mse": mean_fill_mse(out["target"], out["mask"])}  # fmt: skip
+
+    def eval_output(self, batch: dict[str, jax.Array], rng: jax.Array) -> jax.Array:
+        out = self.mae(batch["gt"], rng=rng)
+        return compose(batch["gt"], out, self.mae.patch, self.mae.groups)
+
+
+def mean_fill_mse(target: jax.Array, mask: jax.Array) -> jax.Array:
+    """MSE over hidden tokens when each is filled with the mean of its sample's visible tokens
+    (per value position): the trivial baseline of masked reconstruction. (N, L, T), (N, L)."""
+    vis = 1.0 - mask[..., None]
+    fill = jnp.sum(target * vis, axis=1, keepdims=True) / jnp.maximum(jnp.sum(vis, axis=1, keepdims=True), 1.0)
+    return masked_mse(jnp.broadcast_to(fill, target.shape), target, mask)
+
+
+def mae_fields(cfg: ml_collections.ConfigDict) -> tuple[tuple[str, Any], ...]:
+    """The :class:`MAE` constructor arguments of a model config, as a hashable tuple."""
+    return (
+        ("bands", int(cfg.bands)), ("patch", int(cfg.patch)), ("embed_dim", int(cfg.embed_dim)), ("depth", int(cfg.depth)),
+        ("heads", int(cfg.heads)), ("decoder_dim", int(cfg.decoder_dim)), ("decoder_depth", int(cfg.decoder_depth)),
+        ("decoder_heads", int(cfg.decoder_heads)), ("masking", str(cfg.masking)), ("band_groups", int(cfg.band_groups)),
+        ("mask_ratio", float(cfg.mask_ratio)), ("remat", bool(cfg.get("remat", False))),
+    )  # fmt: skip
+
+
 def mae_config(bands: int = 8) -> ml_collections.ConfigDict:
     """The MAE's model config: the sizes of the module docstring (spatial masking)."""
     return ml_collections.ConfigDict(
@@ -172,14 +228,18 @@ def mae_config(bands: int = 8) -> ml_collections.ConfigDict:
 
 
 def build_mae(cfg: ml_collections.ConfigDict) -> MAE:
-    """The :class:`MAE` of a model config (:func:`mae_config`)."""
-    return MAE(
-        bands=int(cfg.bands), patch=int(cfg.patch), embed_dim=int(cfg.embed_dim), depth=int(cfg.depth), heads=int(cfg.heads),
-        decoder_dim=int(cfg.decoder_dim), decoder_depth=int(cfg.decoder_depth), decoder_heads=int(cfg.decoder_heads),
-        masking=str(cfg.masking), band_groups=int(cfg.band_groups), mask_ratio=float(cfg.mask_ratio), remat=bool(cfg.get("remat", False)),
-    )  # fmt: skip
+    """The bare :class:`MAE` of a model config (:func:`mae_config`)."""
+    return MAE(**dict(mae_fields(cfg)))
 
 
-MAE_ENTRY = ModelEntry("mae", build_mae, mae_config, "masked autoencoder (spatial or spatial-spectral masking) for C-band patches")
+def build_mae_pretrain(cfg: ml_collections.ConfigDict) -> MAEPretrain:
+    """The trainer's :class:`MAEPretrain` of a model config (:func:`mae_config`)."""
+    return MAEPretrain(mae_fields(cfg), bool(cfg.get("norm_pix_loss", False)))
 
-__all__ = ["MAE", "MAE_ENTRY", "build_mae", "compose", "group_tokens", "mae_config", "masked_mse", "random_keep", "ungroup_tokens"]
+
+MAE_ENTRY = ModelEntry("mae", build_mae_pretrain, mae_config, "masked autoencoder (spatial or spatial-spectral masking) for C-band patches")
+
+__all__ = [
+    "MAE", "MAE_ENTRY", "MAEPretrain", "build_mae", "build_mae_pretrain", "compose", "group_tokens", "mae_config", "mae_fields",
+    "masked_mse", "mean_fill_mse", "random_keep", "ungroup_tokens",
+]  # fmt: skip

@@ -8,6 +8,13 @@ Module contract (every registered model):
   on the [0, 1] scale (DN / (2**bits - 1)); hrms (N, H, W, C) on the same scale (not
   clipped). ``train`` switches dropout/batch statistics where a model has them.
 
+Models with their own objective (self-supervised pre-training, generative models, losses
+with extra terms) keep the contract above for ``__call__`` (used to initialise and to fuse)
+and add ``training_loss(self, batch, rng) -> (loss, {name: scalar})``, which the trainer
+uses instead of ``loss(fused, gt)``, and optionally ``eval_output(self, batch, rng) ->
+(N, H, W, C)``, the image validation scores against ``batch['gt']`` (called with a fixed
+key). ``batch`` holds ``lrms``, ``pan``, ``lms``, ``gt`` as above.
+
 A new method adds one line to ``_ENTRIES`` ("name": "module:attribute" of a
 :class:`ModelEntry`); modules are imported lazily so that importing the registry is cheap.
 """
@@ -55,6 +62,8 @@ _ENTRIES: dict[str, str] = {
     "le_mamba": "pansharp_jax.models.le_mamba:LE_MAMBA_ENTRY",
     "cannet": "pansharp_jax.models.canconv:CANNET_ENTRY",
     "cmt": "pansharp_jax.models.cmt:CMT_ENTRY",
+    "mae": "pansharp_jax.models.mae:MAE_ENTRY",
+    "unfolding": "pansharp_jax.models.unfolding:UNFOLDING_ENTRY",
 }
 
 

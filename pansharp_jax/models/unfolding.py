@@ -26,7 +26,7 @@ Design choices the paper leaves open (code unreleased), each a config field: pro
 gradient descent (not half-quadratic splitting); stages 4; blur kernel 9 x 9 cut from the
 41-tap MTF filter's centre; Prox = conv3x3(2C -> 32) - ReLU - conv3x3(32 -> 32) - ReLU -
 conv3x3(32 -> C), residual; eta_0 = 1, lam_0 = 1; the MAE sizes of ``mae_config``. The
-training loss adds a spatial-spectral MAE consistency term (see ``train.objectives``).
+training loss adds a spatial-spectral MAE consistency term (:meth:`Unfolding.training_loss`).
 
 Registry contract: ``apply({'params': p}, lrms, pan, lms, train=False) -> hrms`` as every
 fusion model; the MAE prior's params live under ``params['prior']`` and are loaded from a
@@ -46,7 +46,7 @@ import numpy as np
 
 from pansharp_jax.data.sensors import get_sensor
 from pansharp_jax.data.wald import mtf_kernels
-from pansharp_jax.models.mae import MAE, build_mae, mae_config
+from pansharp_jax.models.mae import MAE, mae_config, mae_fields
 from pansharp_jax.models.registry import ModelEntry
 
 
@@ -128,6 +128,8 @@ class Unfolding(nn.Module):
     gains: Sequence[float] = ()
     prior: bool = True
     mae_fields: tuple[tuple[str, Any], ...] = ()  # MAE constructor arguments; () = no prior
+    consistency_fields: tuple[tuple[str, Any], ...] = ()  # the consistency MAE's; () = no such loss term
+    consistency_weight: float = 0.0
 
     @nn.compact
     def __call__(
@@ -161,15 +163,43 @@ class Unfolding(nn.Module):
         )
         stage = scan(c, r, self.features, use_prior, self.mae_fields if use_prior else (), name="stages")
         x, xs = stage(lms.astype(jnp.float32), shared)
+        if self.consistency_fields and self.is_initializing():
+            MAE(**dict(self.consistency_fields), name="consistency")(lms[:1], mask_ratio=0.0)  # its (frozen) params
         return jnp.moveaxis(xs, 0, 1) if return_stages else x
+
+    def training_loss(self, batch: dict[str, jax.Array], rng: jax.Array) -> tuple[jax.Array, dict[str, jax.Array]]:
+        """L1 to the GT + ``consistency_weight`` x the spatial-spectral MAE consistency term.
+
+        The term is the L1 distance between the frozen spatial-spectral MAE's
+        reconstructions of the output and of the GT, both with the same hidden (square,
+        band-group) tokens drawn from ``rng``: the output must be as predictable from its
+        own visible bands and places as the GT is. Metrics: ``l1``, ``consistency``.
+        """
+        fused = self(batch["lrms"], batch["pan"], batch["lms"])
+        l1 = jnp.mean(jnp.abs(fused - batch["gt"]))
+        if not self.consistency_fields or self.consistency_weight <= 0:
+            return l1, {"l1": l1}
+        mae = MAE(**dict(self.consistency_fields), parent=None)
+        p = self.variables["params"]["consistency"]
+        rec_f = mae.apply({"params": p}, fused, rng=rng)["image"]
+        rec_g = mae.apply({"params": p}, batch["gt"], rng=rng)["image"]
+        term = jnp.mean(jnp.abs(rec_f - rec_g))
+        return l1 + self.consistency_weight * term, {"l1": l1, "consistency": term}
+
+
+def spectral_mae_config(bands: int = 8) -> ml_collections.ConfigDict:
+    """The spatial-spectral MAE of the consistency loss: :func:`mae_config` with ``masking='spectral'``."""
+    c = mae_config(bands)
+    c.masking, c.mask_ratio = "spectral", 0.5
+    return c
 
 
 def unfolding_config(bands: int = 8, sensor: str = "WV3") -> ml_collections.ConfigDict:
-    """Model config: 4 stages, MAE prior on (its sizes from :func:`~pansharp_jax.models.mae.mae_config`)."""
-    mae = mae_config(bands)
+    """Model config: 4 stages, MAE prior on, consistency weight 0.1 (MAE sizes: :func:`mae_config`)."""
     return ml_collections.ConfigDict(
         {"name": "unfolding", "bands": bands, "ratio": 4, "stages": 4, "features": 32, "kernel_size": 9,
-         "sensor": sensor, "prior": True, "mae": mae}
+         "sensor": sensor, "prior": True, "mae": mae_config(bands), "consistency_weight": 0.1,
+         "consistency_mae": spectral_mae_config(bands)}
     )  # fmt: skip
 
 
@@ -179,17 +209,14 @@ def build_unfolding(cfg: ml_collections.ConfigDict) -> Unfolding:
     gains = get_sensor(str(cfg.get("sensor", "") or None) if cfg.get("sensor") else None).gains(bands)
     mae_cfg = ml_collections.ConfigDict(cfg.mae) if "mae" in cfg else mae_config(bands)
     mae_cfg.bands = bands
+    consistency_cfg = ml_collections.ConfigDict(cfg.consistency_mae) if "consistency_mae" in cfg else spectral_mae_config(bands)
+    consistency_cfg.bands = bands
     return Unfolding(
         bands=bands, ratio=int(cfg.ratio), stages=int(cfg.stages), features=int(cfg.features), kernel_size=int(cfg.kernel_size),
-        gains=tuple(gains), prior=bool(cfg.prior), mae_fields=mae_fields(build_mae(mae_cfg)) if bool(cfg.prior) else (),
+        gains=tuple(gains), prior=bool(cfg.prior), mae_fields=mae_fields(mae_cfg) if bool(cfg.prior) else (),
+        consistency_fields=mae_fields(consistency_cfg) if float(cfg.consistency_weight) > 0 else (),
+        consistency_weight=float(cfg.consistency_weight),
     )  # fmt: skip
-
-
-def mae_fields(mae: MAE) -> tuple[tuple[str, Any], ...]:
-    """The constructor arguments of an :class:`MAE` as a hashable tuple (a static module field)."""
-    names = ("bands", "patch", "embed_dim", "depth", "heads", "decoder_dim", "decoder_depth", "decoder_heads",
-             "masking", "band_groups", "mask_ratio", "remat")  # fmt: skip
-    return tuple((n, getattr(mae, n)) for n in names)
 
 
 UNFOLDING_ENTRY = ModelEntry(

@@ -64,6 +64,7 @@ from pansharp_jax.train import workdir as run_dir
 from pansharp_jax.train import losses as loss_lib
 from pansharp_jax.train.checkpoint import Checkpointer
 from pansharp_jax.train.cli_args import config_to_dict
+from pansharp_jax.train.init_from import load_init_from
 from pansharp_jax.train.logging import RunLogger, image_panel
 from pansharp_jax.train.optim import make_optimizer
 from pansharp_jax.train.state import TrainState, step_rng
@@ -174,6 +175,12 @@ def _get(cfg: Any, dotted: str, default: Any) -> Any:
             return default
         node = node[part]
     return node
+
+
+def model_hooks(model: Any) -> tuple[bool, bool]:
+    """(has ``training_loss``, has ``eval_output``): the model's own objective / evaluation image
+    (see :mod:`pansharp_jax.models.registry`)."""
+    return hasattr(type(model), "training_loss"), hasattr(type(model), "eval_output")
 
 
 def init_state(config: ml_collections.ConfigDict, example: dict[str, np.ndarray], mesh: Any) -> tuple[TrainState, Any]:
@@ -348,6 +355,11 @@ def train(
                 for key, old, new in run_dir.config_changes(saved_cfg, cfg_dict):
                     print(run_dir.format_change(key, old, new), flush=True)
             print(f"resumed from step {latest} ({ckpt.directory / str(latest)})", flush=True)
+    elif str(_get(config, "init_from", "") or ""):  # a fresh start from parts of other runs
+        params = load_init_from(parallel.to_host(state.params), str(config.init_from))
+        state = state.replace(params=jax.device_put(params, parallel.replicated(mesh)))
+        if is_main:
+            print(f"initialised from {config.init_from}", flush=True)
     start = int(parallel.to_host(state.step))
     base_key = parallel.to_host(state.rng)
     if is_main:  # once the data, the state and any restore are ready: a failed start leaves it alone
@@ -367,8 +379,9 @@ def train(
         is_main=is_main,
         console=bool(_get(config, "logging.console", True)),
     )
-    train_step = make_train_step(mesh, loss=loss_fn, schedule=schedule)
-    eval_fn = make_eval_step(mesh, loss=loss_fn)
+    own_objective, own_output = model_hooks(registry.build_model(config.model))
+    train_step = make_train_step(mesh, loss=loss_fn, schedule=schedule, own_objective=own_objective)
+    eval_fn = make_eval_step(mesh, loss=loss_fn, own_output=own_output)
     log_every = max(1, int(_get(config, "log_every", 50)))
     eval_every = int(config.eval_every)
     ckpt_every = int(_get(config, "checkpoint.every", 0))

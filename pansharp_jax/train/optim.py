@@ -4,7 +4,10 @@ Fields: ``name`` ('adam' | 'adamw' | 'sgd'), ``lr``, ``schedule`` ('constant' |
 'cosine' | 'step'), ``warmup_steps``, ``decay_every`` / ``decay_factor`` (step schedule:
 multiply by ``decay_factor`` every ``decay_every`` steps), ``min_lr_ratio`` (cosine
 floor), ``weight_decay`` (decoupled, AdamW-style; 0 = off), ``grad_clip`` (global norm;
-0 = off), ``b1``, ``b2``, ``eps``, ``momentum`` (sgd).
+0 = off), ``b1``, ``b2``, ``eps``, ``momentum`` (sgd), ``frozen`` (parameter paths that
+never change: comma-separated (or a list of) ``/``-separated prefixes of the params tree, e.g. ``["prior"]`` or
+``["body/edsr"]``; their updates are zero through ``optax.multi_transform``, so frozen
+params stay bit-identical).
 """
 
 from __future__ import annotations
@@ -60,4 +63,31 @@ def make_optimizer(optim: Mapping[str, Any], total_steps: int) -> tuple[optax.Gr
     clip = float(optim.get("grad_clip", 0.0))
     if clip > 0:
         tx = optax.chain(optax.clip_by_global_norm(clip), tx)
+    spec = optim.get("frozen", None) or ()
+    frozen = tuple(f.strip().strip("/") for f in (spec.split(",") if isinstance(spec, str) else spec) if f.strip())
+    if frozen:
+        tx = optax.multi_transform({"train": tx, "frozen": optax.set_to_zero()}, lambda params: freeze_labels(params, frozen))
     return tx, schedule
+
+
+def freeze_labels(params: Any, frozen: tuple[str, ...]) -> Any:
+    """The params tree with ``"frozen"`` at leaves under any of the ``frozen`` path prefixes,
+    ``"train"`` elsewhere. InputError when a prefix matches no parameter (a typo would
+    otherwise train everything silently)."""
+    import jax
+
+    used: set[str] = set()
+
+    def label(path: Any, _: Any) -> str:
+        name = "/".join(str(getattr(k, "key", getattr(k, "idx", k))) for k in path)
+        for f in frozen:
+            if name == f or name.startswith(f + "/"):
+                used.add(f)
+                return "frozen"
+        return "train"
+
+    labels = jax.tree_util.tree_map_with_path(label, params)
+    missing = [f for f in frozen if f not in used]
+    if missing:
+        raise InputError(f"optim.frozen names no parameters: {', '.join(missing)}")
+    return labels

@@ -54,20 +54,31 @@ def train_step(
     *,
     loss: str | losses.LossFn = "l1",
     schedule: optax.Schedule | None = None,
+    own_objective: bool = False,
 ) -> tuple[TrainState, Metrics]:
-    """One optimizer update on ``batch`` with key ``rng`` (dropout etc.).
+    """One optimizer update on ``batch`` with key ``rng`` (dropout, masks, noise...).
 
-    Returns the new state and ``{"loss", "grad_norm", "param_norm"[, "lr"]}`` (scalars;
+    ``own_objective``: the model defines ``training_loss(batch, rng) -> (loss, metrics)``
+    (self-supervised pre-training, generative models, losses with extra terms; see
+    :mod:`pansharp_jax.models.registry`), used instead of ``loss(fused, gt)``; its metrics
+    (scalars) join the step's.
+
+    Returns the new state and ``{"loss", "grad_norm", "param_norm"[, "lr"], ...}`` (scalars;
     ``lr`` is the rate used for this update).
     """
     loss_fn = loss if callable(loss) else losses.get_loss(loss)
 
-    def objective(params: Any) -> jax.Array:
+    def objective(params: Any) -> tuple[jax.Array, Metrics]:
+        if own_objective:
+            value, aux = state.apply_fn({"params": params}, batch, rng, method="training_loss", rngs={"dropout": rng})
+            return value.astype(jnp.float32), dict(aux)
         fused = forward(state, params, batch, train=True, rng=rng)
-        return loss_fn(fused.astype(jnp.float32), batch["gt"])
+        return loss_fn(fused.astype(jnp.float32), batch["gt"]), {}
 
-    value, grads = jax.value_and_grad(objective)(state.params)
-    return _apply(state, value, grads, schedule)
+    (value, aux), grads = jax.value_and_grad(objective, has_aux=True)(state.params)
+    new_state, metrics = _apply(state, value, grads, schedule)
+    metrics.update({k: jnp.asarray(v, jnp.float32) for k, v in aux.items()})
+    return new_state, metrics
 
 
 def _apply(
@@ -128,24 +139,40 @@ def cluster_train_step(
     return new_state, metrics, sown
 
 
+EVAL_KEY = 20_240_601  # the fixed key of models' eval_output (masks, sampler noise): the same every evaluation
+
+
 def eval_step(
-    state: TrainState, batch: dict[str, jax.Array], *, loss: str | losses.LossFn = "l1"
+    state: TrainState, batch: dict[str, jax.Array], *, loss: str | losses.LossFn = "l1", own_output: bool = False
 ) -> tuple[jax.Array, jax.Array]:
-    """(fused images, per-sample loss) for an evaluation batch."""
-    fused = forward(state, state.params, batch, train=False).astype(jnp.float32)
+    """(images scored against the GT, per-sample loss) for an evaluation batch.
+
+    ``own_output``: the model defines ``eval_output(batch, rng) -> (N, H, W, C)`` (e.g. an
+    MAE's reconstruction of masked GT patches, a sampler's mean), called with a fixed key.
+    """
+    if own_output:
+        key = jax.random.PRNGKey(EVAL_KEY)
+        fused = state.apply_fn({"params": state.params}, batch, key, method="eval_output").astype(jnp.float32)
+    else:
+        fused = forward(state, state.params, batch, train=False).astype(jnp.float32)
     fn = loss if callable(loss) else losses.get_loss(loss)
     per_sample = jax.vmap(fn)(fused, batch["gt"]) if "gt" in batch else jnp.zeros(fused.shape[0])
     return fused, per_sample
 
 
 def make_train_step(
-    mesh: Mesh, *, loss: str | losses.LossFn = "l1", schedule: optax.Schedule | None = None, donate: bool = True
+    mesh: Mesh,
+    *,
+    loss: str | losses.LossFn = "l1",
+    schedule: optax.Schedule | None = None,
+    donate: bool = True,
+    own_objective: bool = False,
 ) -> Callable[..., tuple[TrainState, Metrics]]:
     """``train_step`` jitted over ``mesh``: state and rng replicated, batch split on ``'data'``."""
     rep, dat = parallel.replicated(mesh), parallel.data_sharding(mesh)
 
     def fn(state: TrainState, batch: dict[str, jax.Array], rng: jax.Array) -> tuple[TrainState, Metrics]:
-        return train_step(state, batch, rng, loss=loss, schedule=schedule)
+        return train_step(state, batch, rng, loss=loss, schedule=schedule, own_objective=own_objective)
 
     return jax.jit(fn, in_shardings=(rep, dat, rep), out_shardings=(rep, rep), donate_argnums=(0,) if donate else ())
 
@@ -184,11 +211,13 @@ def make_cluster_train_step(
     )
 
 
-def make_eval_step(mesh: Mesh, *, loss: str | losses.LossFn = "l1") -> Callable[..., tuple[jax.Array, jax.Array]]:
+def make_eval_step(
+    mesh: Mesh, *, loss: str | losses.LossFn = "l1", own_output: bool = False
+) -> Callable[..., tuple[jax.Array, jax.Array]]:
     """``eval_step`` jitted over ``mesh``: outputs stay split on ``'data'``."""
     rep, dat = parallel.replicated(mesh), parallel.data_sharding(mesh)
 
     def fn(state: TrainState, batch: dict[str, jax.Array]) -> tuple[jax.Array, jax.Array]:
-        return eval_step(state, batch, loss=loss)
+        return eval_step(state, batch, loss=loss, own_output=own_output)
 
     return jax.jit(fn, in_shardings=(rep, dat), out_shardings=(dat, dat))

@@ -17,7 +17,7 @@ def get_config() -> ml_collections.ConfigDict:
     c.model = ml_collections.ConfigDict({"name": "", "bands": 8})
 
     c.data = ml_collections.ConfigDict()
-    c.data.kind = "panc"  # 'panc' (PanCollection h5), 'wald_scene' (full-res scene), 'arrays' (npz)
+    c.data.kind = "panc"  # 'panc' (PanCollection h5), 'wald_scene' (full-res scene), 'arrays' (npz), 'hisr' (HISR h5)
     c.data.root = ""  # '' -> $PANSHARP_DATA
     c.data.train = ""  # panc/arrays: training file
     c.data.val = ""  # panc/arrays: validation file ('' -> no validation)
@@ -142,10 +142,13 @@ def pancollection(
 def cave_mhif(method: str, ratio: int) -> ml_collections.ConfigDict:
     """MHIF on CAVE x``ratio``: a 31-band LR-HSI with an RGB HR-MSI guide (the ``pan`` input).
 
-    Data: placeholder until the MHIF pipeline lands. ``data.kind = 'arrays'`` reads
-    ``cave/train_cave_x{ratio}.npz`` / ``cave/test_cave_x{ratio}.npz`` under ``data.root`` /
-    ``$PANSHARP_DATA`` (not distributed): NHWC ``lrms`` (N, h, w, 31), ``pan`` (N, r h, r w, 3)
-    RGB guide, ``gt`` (N, r h, r w, 31), optional ``lms``, all on [0, 1]; ``data.scale`` 65535
+    Data: ``data.kind = 'arrays'`` reads ``cave/train_cave_x{ratio}.npz`` /
+    ``cave/test_cave_x{ratio}.npz`` under ``data.root`` / ``$PANSHARP_DATA``: NHWC ``lrms``
+    (N, h, w, 31), ``pan`` (N, r h, r w, 3) RGB guide, ``gt`` (N, r h, r w, 31), ``lms``
+    (bicubic), all on [0, 1], as ``experiments/make_cave_patches.py --root DIR`` writes them
+    (CAVE ``balloons`` training patches, ``fake_and_real_food`` for validation) with
+    :func:`pansharp_jax.data.hsi.mhif_patches`. PanCollection HISR h5 files: set
+    ``data.kind = 'hisr'`` and ``data.train`` / ``data.val`` to them. ``data.scale`` 65535
     (16-bit CAVE PNGs) is the DN of 1.0 for the DN-based metrics. The caller sets the recipe.
     """
     from pansharp_jax.models import registry

@@ -25,7 +25,7 @@ from pansharp_jax.methods import Method
 from pansharp_jax.data.demo import demo_scene, write_demo_scene
 from pansharp_jax.errors import InputError
 
-RR_KEYS = {"Q2n", "Q_avg", "SAM", "ERGAS", "SCC", "PSNR", "SSIM"}
+RR_KEYS = {"Q2n", "Q_avg", "SAM", "ERGAS", "SCC", "PSNR", "SSIM", "FSDS"}
 FR_KEYS = {"D_lambda", "D_lambda_K", "D_S", "QNR", "HQNR"}
 
 

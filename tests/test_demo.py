@@ -121,7 +121,7 @@ def test_demo_command_writes_everything(demo_out: tuple[Path, int]) -> None:
     assert rr["mode"] == "rr" and fr["mode"] == "fr"
     assert [r["method"] for r in rr["results"]] == DEMO_METHODS
     for r in rr["results"]:
-        assert set(r["metrics"]) == {"Q2n", "Q_avg", "SAM", "ERGAS", "SCC", "PSNR", "SSIM"}
+        assert set(r["metrics"]) == {"Q2n", "Q_avg", "SAM", "ERGAS", "SCC", "PSNR", "SSIM", "FSDS"}
     for r in fr["results"]:
         assert set(r["metrics"]) == {"D_lambda", "D_lambda_K", "D_S", "QNR", "HQNR"}
     by = {r["method"]: r["metrics"] for r in rr["results"]}

@@ -220,7 +220,14 @@ def test_eval_protocol_is_recorded_in_the_json(tmp_path: Path, capsys: pytest.Ca
     js = tmp_path / "m.json"
     assert main(["eval", "-f", str(tmp_path / "f.npz"), "-i", str(scene), "--protocol", "pancollection", "--json", str(js)]) == 0
     doc = json.loads(js.read_text())
-    assert doc["protocol"] == "pancollection" and set(doc["metrics"]) == {"SAM", "ERGAS", "PSNR"}
-    assert "protocol pancollection" in capsys.readouterr().out
+    assert doc["protocol"] == "pancollection" and set(doc["metrics"]) == {"SAM", "ERGAS", "PSNR", "FSDS"}
+    from pansharp_jax.data.io import load_scene
+    from pansharp_jax.metrics import fsds_per_band
+
+    sc = load_scene(scene)
+    with np.load(tmp_path / "f.npz") as z:
+        mean_band = float(np.mean(fsds_per_band(z["fused"], sc.gt)))
+    assert doc["metrics"]["FSDS"] == pytest.approx(mean_band, rel=1e-6)  # FSDS beside every preset
+    assert "pancollection" in capsys.readouterr().out  # the table title names the protocol
     assert main(["eval", "-f", str(tmp_path / "f.npz"), "-i", str(scene), "--protocol", "nope"]) == 2
     assert "invalid choice" in capsys.readouterr().err

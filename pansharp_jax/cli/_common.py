@@ -134,11 +134,22 @@ def pick_mode(scene: Scene, mode: str) -> str:
 
 def evaluate(fused: np.ndarray, scene: Scene, mode: str, protocol: str | None = None) -> dict[str, float]:
     """The metrics of ``fused`` (H, W, C) on [0, 1] under an evaluation ``protocol``
-    (:mod:`pansharp_jax.metrics.protocols`; None = the MATLAB toolbox): rr vs the GT, fr without."""
+    (:mod:`pansharp_jax.metrics.protocols`; None = the MATLAB toolbox): rr vs the GT (plus
+    FSDS, :mod:`pansharp_jax.metrics.fsds`, dB, whole image), fr without. MHIF scenes with a GT are scored with :func:`~pansharp_jax.metrics.mhif.evaluate_mhif`
+    (PSNR, SAM, ERGAS, SSIM on [0, 1]) whatever the protocol."""
     from pansharp_jax.metrics.protocols import evaluate_full_protocol, evaluate_reduced_protocol
 
+    if getattr(scene, "task", "") == "mhif" and (mode == "rr" or scene.pan.shape[-1] > 1):  # MHIF: metrics.mhif
+        if mode != "rr":
+            raise InputError(f"{scene.name} is an MHIF scene without GT: no full-resolution MHIF indices (use --mode rr)")
+        from pansharp_jax.metrics.mhif import evaluate_mhif
+
+        return {k: float(v) for k, v in evaluate_mhif(fused, scene.gt, ratio=scene.ratio).items() if k != "convention"}
     if mode == "rr":
+        from pansharp_jax.metrics.fsds import fsds_scores
+
         out = evaluate_reduced_protocol(fused, scene.gt, ratio=scene.ratio, max_dn=scene.max_dn, protocol=protocol)
+        out.update(fsds_scores(fused, scene.gt))  # beside every protocol's metrics (no peer reports it)
     else:
         out = evaluate_full_protocol(
             fused, scene.lrms, scene.pan, sensor=scene.sensor, ratio=scene.ratio, max_dn=scene.max_dn, protocol=protocol

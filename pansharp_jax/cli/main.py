@@ -1,9 +1,9 @@
 """The ``pansharp`` entry point: a thin parser over one module per command.
 
 Commands: ``fuse`` (:mod:`~pansharp_jax.cli.fuse`), ``eval``, ``compare``, ``train``,
-``demo``, ``simulate`` (training sets from your own scenes) and ``analyze`` (frequency
-analysis); later families add ``sample``, ``restore`` the same way (a module with
-``add_parser(sub, parents)`` listed in :data:`COMMANDS`).
+``demo``, ``simulate`` (training sets from your own scenes), ``analyze`` (frequency
+analysis) and ``sample`` (mean and std of a generative method's draws); later families add
+``restore`` the same way (a module with ``add_parser(sub, parents)`` listed in :data:`COMMANDS`).
 
 Errors: bad input (:class:`~pansharp_jax.errors.InputError`) and command-line mistakes
 print ONE line on stderr, ``pansharp: error: ...``, and give exit code 2. Any other
@@ -26,7 +26,7 @@ from pansharp_jax.errors import InputError
 from pansharp_jax.runtime import use_low_memory_cpu_scheduler
 
 # One module per command, each with add_parser(sub, parents); in --help order.
-COMMANDS = ("fuse", "eval", "compare", "train", "demo", "simulate")
+COMMANDS = ("fuse", "eval", "compare", "train", "demo", "simulate", "analyze", "sample")
 
 
 def build_parser() -> argparse.ArgumentParser:

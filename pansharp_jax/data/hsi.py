@@ -403,6 +403,70 @@ def hisr_source(path: PathLike) -> Any:
     return PanCollectionSource(find_input(path), scale=1.0, keys=HISR_KEYS)
 
 
+def mhif_layout(names: Sequence[str], shape: Any) -> str | None:
+    """The MHIF layout of a file's variable ``names`` (``shape(name)`` = one sample's shape), or None.
+
+    ``"hisr"`` (``LRHSI`` + ``RGB``), ``"paris_ms"`` (``HSim`` + ``MSim``), ``"paris_pan"``
+    (``HSim`` + ``PCim``), ``"cave"`` (3-D ``Omsi`` / ``msi``), ``"harvard"`` (3-D ``ref``),
+    ``"arrays"`` (``lrms`` + a multi-band ``pan``: :func:`mhif_patches` arrays), first match.
+    """
+    have = set(names)
+    if {"LRHSI", "RGB"} <= have:
+        return "hisr"
+    if "HSim" in have and ("MSim" in have or "PCim" in have):
+        return "paris_ms" if "MSim" in have else "paris_pan"
+    if any(k in have and len(shape(k)) == 3 for k in ("Omsi", "msi")):
+        return "cave"
+    if "ref" in have and len(shape("ref")) == 3:
+        return "harvard"
+    if {"lrms", "pan"} <= have and len(shape("pan")) == 3 and shape("pan")[-1] > 1:
+        return "arrays"
+    return None
+
+
+def load_mhif(path: PathLike, *, ratio: int | None = None, bits: int | None = None, index: int = 0) -> Scene | None:
+    """An MHIF scene (``task="mhif"``) when the file has an MHIF layout (:func:`mhif_layout`), else None.
+
+    CAVE and Harvard cubes are simulated at ``ratio`` (default 4, noted in ``scene.assumed``)
+    with the ``"zsl"`` degradation and the Nikon D700 SRF; HySure's Paris HS-MS pair at
+    ``ratio`` (default 3); HISR ``.h5`` and ``mhif_patches`` arrays give sample ``index``
+    (ratio from the sizes). ``bits`` (default 16) sets the DN scale of products.
+    """
+    p = find_input(path)
+    f = open_array_file(p)
+    try:
+        layout = mhif_layout(f.names(), f.shape)
+        if layout == "arrays":
+            arrays = {k: np.asarray(f.read(k, index)) for k in ("lrms", "pan", "gt") if k in f.names()}
+            multi = f.nsamples("lrms") > 1
+    finally:
+        f.close()
+    if layout is None:
+        return None
+    note = {}
+    if ratio is None and layout in ("cave", "harvard", "paris_ms"):
+        note["ratio"] = f"{3 if layout == 'paris_ms' else 4} (the MHIF simulation's default)"
+    if layout == "hisr":
+        scene = load_hisr_h5(p, index)
+    elif layout == "paris_ms":
+        scene = load_paris_hs_ms(p, ratio=int(ratio or 3))
+    elif layout == "paris_pan":
+        scene = load_paris_hs_pan(p)
+    elif layout == "cave":
+        scene = load_cave_scene(p, ratio=int(ratio or 4))
+    elif layout == "harvard":
+        scene = load_harvard_scene(p, ratio=int(ratio or 4))
+    else:
+        r = int(ratio or arrays["pan"].shape[0] // max(arrays["lrms"].shape[0], 1))
+        name = f"{p.stem}[{index}]" if multi else p.stem
+        scene = Scene(**arrays, ratio=r, bits=16, name=name, task="mhif")
+    scene.assumed.update(note)
+    if bits is None:
+        return scene
+    scene.assumed.pop("bits", None)
+    return dataclasses.replace(scene, bits=int(bits))
+
+
 # ----------------------------------------------------------------------------- patches
 
 

@@ -499,6 +499,12 @@ def _load_scene(
         return _load_geotiffs(path, Path(pan_path), sensor=sensor, ratio=ratio, bits=bits)
     if pan_path is not None:
         raise InputError(f"pan_path is only used with GeoTIFF input; {path.name} holds the PAN itself")
+    if keys is None:  # MHIF layouts (CAVE, Harvard, HISR h5, Hyperion-ALI, mhif_patches arrays): data.hsi.load_mhif
+        from pansharp_jax.data.hsi import load_mhif
+
+        scene = load_mhif(path, ratio=ratio, bits=bits, index=index)
+        if scene is not None:
+            return scene
     return _load_arrays(path, fmt, keys=keys, sensor=sensor, ratio=ratio, bits=bits, index=index)
 
 

@@ -571,6 +571,10 @@ def build_sources(data: Mapping[str, Any]) -> tuple[Source, Source | None, DataI
         ``data.holdout_fraction``, ``data.val_patch``; ``data.sensor`` optional.
       * ``'arrays'``: ``data.train`` / ``data.val`` ``.npz`` files with NHWC ``lrms``,
         ``pan``, ``gt`` (and optionally ``lms``), on [0, 1]; ``data.ratio``, ``data.sensor``.
+        MHIF: :func:`~pansharp_jax.data.hsi.mhif_patches` arrays (``pan`` = the K-band guide).
+      * ``'hisr'``: ``data.train`` / ``data.val`` PanCollection HISR h5 files (``LRHSI``,
+        ``RGB``, ``HSI_up``, ``GT`` on [0, 1]; :func:`~pansharp_jax.data.hsi.hisr_source`);
+        ``data.ratio``, ``data.scale`` (DN of 1.0 for DN-based metrics).
     """
     from pansharp_jax.data.sensors import get_sensor
 
@@ -610,4 +614,11 @@ def build_sources(data: Mapping[str, Any]) -> tuple[Source, Source | None, DataI
             val,
             DataInfo(sensor.name, ratio, float(data.get("scale", sensor.max_dn)), sensor.rgb),
         )
-    raise InputError(f"unknown data.kind {kind!r}: use 'panc', 'wald_scene' or 'arrays'")
+    if kind == "hisr":
+        from pansharp_jax.data.hsi import hisr_source
+
+        sensor = get_sensor(sensor_name)
+        val = hisr_source(resolve_path(str(data["val"]), root)) if data.get("val") else None
+        info = DataInfo(sensor.name, int(data.get("ratio", 4)), float(data.get("scale", 65535.0)), sensor.rgb)
+        return hisr_source(resolve_path(str(data["train"]), root)), val, info
+    raise InputError(f"unknown data.kind {kind!r}: use 'panc', 'wald_scene', 'arrays' or 'hisr'")

@@ -29,6 +29,9 @@ if TYPE_CHECKING:
 FuseBatch = Callable[..., np.ndarray]
 # margin(ratio) -> PAN pixels of context a window needs on each side
 MarginFn = Callable[[int], int]
+# sample_batch(lrms (N,h,w,C), pan (N,H,W,1), sensor, ratio, *, samples, steps, rng[, lms]) -> (mean, std),
+# each (N,H,W,C) on the [0, 1] scale, not clipped (generative methods; see methods/sources.py)
+SampleBatch = Callable[..., tuple[np.ndarray, np.ndarray]]
 
 LOCAL = "local"
 GLOBAL = "global"
@@ -60,6 +63,9 @@ class Method:
       origin: one line saying where the parameters came from.
       tags: provenance written into products (method, weights file and SHA-256...).
       generative: whether :meth:`sample` is available.
+      sample_batch: generative methods: ``(lrms, pan, sensor, ratio, *, samples, steps, rng,
+        lms=None) -> (mean, std)`` of ``samples`` draws of ``steps`` steps each, (N, H, W, C)
+        on the [0, 1] scale, not clipped; ``rng`` a JAX key. None for deterministic methods.
       dtype: the precision it computes in (``"float32"`` networks, ``"float64"`` classical);
         windows of a tiled scene get their ``lms`` in it, as the whole-scene path does.
       jax_fn: ``(sensor, ratio) -> f(lrms, pan)``, the pure jittable function behind
@@ -81,6 +87,7 @@ class Method:
     generative: bool = False
     jax_fn: Callable[[Any, int], Callable[[Any, Any], Any]] | None = None
     dtype: str = "float32"
+    sample_batch: SampleBatch | None = None
 
     def margin(self, ratio: int) -> int:
         """PAN pixels of context a tile needs on each side (a multiple of ``ratio``)."""
@@ -138,11 +145,29 @@ class Method:
         return self.fuse(scene, clip=False)
 
     def sample(self, scene: Scene, *, samples: int = 8, steps: int = 50, rng: Any = None) -> tuple[np.ndarray, np.ndarray]:
-        """Generative methods: (mean, per-pixel std) of ``samples`` draws, each (H, W, C).
+        """Generative methods: (mean, per-pixel std) of ``samples`` draws, each (H, W, C) float64.
 
-        Deterministic methods raise InputError (there is nothing to sample).
+        Both on the [0, 1] scale, not clipped (std with ddof 0: 0 for one sample). ``rng``: an
+        int seed (None: 0) or a JAX key; draw s uses ``split(key, samples)[s]``, so the result
+        depends only on the seed, ``samples`` and ``steps``. Deterministic methods raise
+        InputError (there is nothing to sample).
         """
-        raise InputError(f"{self.label} is deterministic: 'sample' is for generative methods (use fuse)")
+        if not self.generative or self.sample_batch is None:
+            raise InputError(f"{self.label} is deterministic: 'sample' is for generative methods (use fuse)")
+        import jax
+
+        from pansharp_jax.data.sensors import get_sensor
+
+        if int(samples) < 1 or int(steps) < 1:
+            raise InputError(f"samples and steps must be >= 1, got {samples} and {steps}")
+        self.check(scene.nbands, scene.ratio)
+        if rng is None or isinstance(rng, (int, np.integer)):
+            rng = jax.random.PRNGKey(int(rng or 0))
+        lrms = np.asarray(scene.lrms, np.float32)[None]
+        pan = np.asarray(scene.pan, np.float32).reshape(1, *scene.pan.shape[:2], 1)
+        sensor = get_sensor(scene.sensor)
+        mean, std = self.sample_batch(lrms, pan, sensor, int(scene.ratio), samples=int(samples), steps=int(steps), rng=rng)
+        return np.asarray(mean, np.float64)[0], np.asarray(std, np.float64)[0]
 
 
 def finish_product(x: np.ndarray) -> np.ndarray:

@@ -9,6 +9,23 @@ options it takes), ``names()`` and ``resolve(name, opts) -> Method | None``, add
 
 This module is the only place that builds runners: the CLI, ``experiments/``,
 ``benchmarks/`` and the notebooks call :func:`resolve`.
+
+Generative models (the sampler hook). A registered model is generative when its Flax module
+class defines ``make_sampler(self, params) -> fn``, callable on the unbound module built from
+the model config, with ``params`` the whole trained tree (what ``init`` put under
+``'params'``) and::
+
+    fn(lrms, pan, lms, rng, *, samples: int, steps: int) -> (mean, std)
+
+lrms (N, h, w, C), pan (N, H, W, 1), lms (N, H, W, C) (``interp23tap`` of lrms) float32 on the
+[0, 1] scale, ``rng`` a JAX key; ``mean`` and ``std`` (N, H, W, C) over ``samples`` draws of
+``steps`` steps, [0, 1] scale, not clipped (std with ddof 0). ``fn`` must be pure and jittable
+with ``samples``/``steps`` static (use
+:func:`pansharp_jax.generative.diffusion.draw_many`, so that draw s uses
+``split(rng, samples)[s]``). :func:`from_params` (and so :class:`ModelSource`) then sets
+``Method.generative`` and ``Method.sample_batch`` (jitted once per method), which
+:meth:`Method.sample` and ``pansharp sample`` call; ``fuse`` keeps using the module's
+``__call__`` (a deterministic output). Examples: ``sbm`` (:class:`~pansharp_jax.generative.sb_matching.SBM`).
 """
 
 from __future__ import annotations
@@ -43,7 +60,7 @@ __all__ = [
 # Models whose receptive field is global (selective scans over the whole image, attention):
 # tiles of them are blended with this margin, in LR (MS) pixels; the README gives the
 # measured tiled-vs-whole difference. Chosen: 32 MS pixels (128 PAN pixels at ratio 4).
-GLOBAL_MODEL_MARGINS: dict[str, int] = {"fusionmamba": 32, "le_mamba": 32, "cmt": 32}
+GLOBAL_MODEL_MARGINS: dict[str, int] = {"fusionmamba": 32, "le_mamba": 32, "cmt": 32, "unfolding": 32, "panadapter": 32, "ssdiff": 32}
 
 # Sensors of released weights whose file path does not say it (the weights README).
 _RELEASED_SENSOR = {"fusionmamba": "WV3", "u2net": "WV3", "adknet": "WV3"}
@@ -235,8 +252,38 @@ def from_params(
         bands=int(cfg.bands), ratio=int(model_ratio) if model_ratio is not None else None,
         trained_sensor=str(trained_sensor) if trained_sensor else None, origin=origin,
         tags=dict(tags) if tags is not None else _provenance(key, label, "model"),
-        jax_fn=_model_jax_fn(params, cfg),
+        jax_fn=_model_jax_fn(params, cfg), **_model_sampler(params, cfg),
     )  # fmt: skip
+
+
+def _model_sampler(params: Any, cfg: Any) -> dict[str, Any]:
+    """``{generative, sample_batch}`` of a model whose module has the sampler hook (module
+    docstring); empty for deterministic models."""
+    from pansharp_jax.models import registry
+
+    module = registry.build_model(cfg)
+    if not callable(getattr(type(module), "make_sampler", None)):
+        return {}
+    import jax
+
+    tree = params["params"] if isinstance(params, dict) and set(params) == {"params"} else params
+    sampler = module.make_sampler(tree)
+
+    @functools.partial(jax.jit, static_argnames=("ratio", "samples", "steps"))
+    def run(lrms: Any, pan: Any, lms: Any, rng: Any, *, ratio: int, samples: int, steps: int) -> Any:
+        from pansharp_jax.classical import upsample_ms
+
+        lms = upsample_ms(lrms, ratio) if lms is None else lms
+        return sampler(lrms, pan, lms, rng, samples=samples, steps=steps)
+
+    def sample_batch(lrms: Any, pan: Any, sensor: Any, ratio: int, *, samples: int, steps: int, rng: Any, lms: Any = None) -> Any:
+        del sensor  # the network sees only the arrays
+        lms = None if lms is None else np.asarray(lms, np.float32)
+        lrms, pan = np.asarray(lrms, np.float32), np.asarray(pan, np.float32)
+        mean, std = run(lrms, pan, lms, rng, ratio=int(ratio), samples=int(samples), steps=int(steps))
+        return np.asarray(mean), np.asarray(std)
+
+    return {"generative": True, "sample_batch": sample_batch}
 
 
 def _model_fuse_batch(params: Any, cfg: Any) -> Any:
@@ -280,6 +327,15 @@ def _model_margin(name: str, params: Any, cfg: Any) -> Any:
 
 # --------------------------------------------------------------------------- registry
 _SOURCES: list[MethodSource] = [ClassicalSource(), ModelSource()]
+
+
+def _mhif_source() -> MethodSource:
+    from pansharp_jax.methods.mhif import MhifSource  # K-band guides; asked first so infn/feinfn get MHIF runners
+
+    return MhifSource()
+
+
+_SOURCES.insert(0, _mhif_source())
 
 
 def method_sources() -> list[MethodSource]:

@@ -64,6 +64,11 @@ _ENTRIES: dict[str, str] = {
     "cmt": "pansharp_jax.models.cmt:CMT_ENTRY",
     "mae": "pansharp_jax.models.mae:MAE_ENTRY",
     "unfolding": "pansharp_jax.models.unfolding:UNFOLDING_ENTRY",
+    "infn": "pansharp_jax.models.infn:INFN_ENTRY",
+    "feinfn": "pansharp_jax.models.feinfn:FEINFN_ENTRY",
+    "ssdiff": "pansharp_jax.generative.ssdiff:SSDIFF_ENTRY",
+    "panadapter": "pansharp_jax.models.panadapter:PANADAPTER_ENTRY",
+    "sbm": "pansharp_jax.generative.sb_matching:SBM_ENTRY",
 }
 
 

@@ -68,7 +68,7 @@ class EncoderBlock(nn.Module):
     def __call__(self, x: jax.Array, _: None = None) -> tuple[jax.Array, None]:
         d = x.shape[-1]
         y = nn.LayerNorm(epsilon=1e-6, dtype=self.dtype)(x)
-        y = nn.MultiHeadDotProductAttention(num_heads=self.heads, dtype=self.dtype, deterministic=True)(y, y)
+        y = nn.MultiHeadDotProductAttention(num_heads=self.heads, dtype=self.dtype, deterministic=True)(y)  # self-attention
         x = x + y
         y = nn.LayerNorm(epsilon=1e-6, dtype=self.dtype)(x)
         y = nn.Dense(int(d * self.mlp_ratio), dtype=self.dtype)(y)

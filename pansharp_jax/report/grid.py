@@ -131,7 +131,8 @@ def save_grid(
     from matplotlib.colors import Normalize
     from matplotlib.figure import Figure
 
-    pan2 = np.asarray(pan, np.float64).reshape(np.shape(pan)[0], np.shape(pan)[1])
+    pan2 = np.asarray(pan, np.float64)
+    pan2 = (pan2.mean(axis=-1) if pan2.ndim == 3 else pan2).reshape(np.shape(pan)[0], np.shape(pan)[1])  # MHIF guide: band mean
     h, w = pan2.shape
     lrms = np.asarray(lrms, np.float64)
     rgb = [int(i) for i in rgb]

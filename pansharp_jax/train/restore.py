@@ -171,11 +171,14 @@ def restore_params(workdir: str | os.PathLike[str], *, step: int | None = None, 
         side = 8
         example = {
             "lrms": np.zeros((1, side, side, bands), np.float32),
-            "pan": np.zeros((1, side * ratio, side * ratio, 1), np.float32),
+            "pan": np.zeros((1, side * ratio, side * ratio, int(cfg.model.get("guide_bands", 1))), np.float32),  # MHIF: K-band guide
             "lms": np.zeros((1, side * ratio, side * ratio, bands), np.float32),
         }
-        state, _ = init_state(cfg, example, parallel.make_mesh())  # the trainer's state layout
-        target = jax.tree.map(ocp.utils.to_shape_dtype_struct, state.arrays())
+        mesh = parallel.make_mesh()
+        # The trainer's state layout, traced abstractly: no parameter is initialised or compiled.
+        shapes = jax.eval_shape(lambda: init_state(cfg, example, mesh)[0].arrays())
+        rep = parallel.replicated(mesh)
+        target = jax.tree.map(lambda a: jax.ShapeDtypeStruct(a.shape, a.dtype, sharding=rep), shapes)
         tree = manager.restore(chosen, args=ocp.args.Composite(state=ocp.args.StandardRestore(target)))["state"]
         params = jax.tree.map(np.asarray, parallel.to_host(tree["params"]))
     finally:

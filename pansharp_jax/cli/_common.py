@@ -157,6 +157,14 @@ def evaluate(fused: np.ndarray, scene: Scene, mode: str, protocol: str | None = 
     return {k: float(v) for k, v in out.items()}
 
 
+def protocol_label(scene: Scene, mode: str, protocol: str | None) -> str:
+    """The convention a table of :func:`evaluate` scores follows: ``mhif`` for MHIF scenes
+    scored against their GT (whatever ``--protocol`` says), else the protocol's name."""
+    if getattr(scene, "task", "") == "mhif" and mode == "rr":
+        return "mhif"
+    return protocol or "toolbox"
+
+
 def protocol_arg(p: argparse.ArgumentParser) -> None:
     """``--protocol NAME``: the evaluation preset (default: the MATLAB toolbox)."""
     from pansharp_jax.metrics.protocols import PROTOCOLS, protocol_names

@@ -37,7 +37,7 @@ import numpy as np
 
 from pansharp_jax.cli._common import (
     MODES, FUSED_EXTS, console, evaluate, input_args, input_path, load, model_args, output_dir, pick_mode, protocol_arg,
-    read_fused, say_method_fit, say_origin, warn,
+    protocol_label, read_fused, say_method_fit, say_origin, warn,
 )  # fmt: skip
 from pansharp_jax.errors import InputError
 
@@ -100,7 +100,7 @@ def run_comparison(
     from pansharp_jax.report import MetricTable, save_grid
 
     mode = pick_mode(scene, mode)
-    table = MetricTable(mode, scene.name, scene.sensor.name, scene.ratio, protocol=protocol or "toolbox")
+    table = MetricTable(mode, scene.name, scene.sensor.name, scene.ratio, protocol=protocol_label(scene, mode, protocol))
     products: dict[str, np.ndarray] = {}
     scores: dict[str, str] = {}
     columns = (TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn())

@@ -17,7 +17,7 @@ from typing import Any
 
 import numpy as np
 
-from pansharp_jax.cli._common import MODES, console, evaluate, input_args, input_path, load, pick_mode, protocol_arg, read_fused
+from pansharp_jax.cli._common import MODES, console, evaluate, input_args, input_path, load, pick_mode, protocol_arg, protocol_label, read_fused
 from pansharp_jax.errors import InputError
 
 
@@ -94,15 +94,17 @@ def cmd_eval(args: argparse.Namespace) -> int:
         if args.mode == "rr":
             raise InputError("--tile computes the full-resolution indices only: use --mode fr or auto")
         scores, pair = _eval_tiled(args)
+        label = args.protocol
         mode, scene_name, sensor, ratio = "fr", pair.name, pair.sensor.name, pair.ratio
     else:
         scene = load(args)
         mode = pick_mode(scene, args.mode)
         scores = evaluate(read_fused(args.fused, scene), scene, mode, args.protocol)
         scene_name, sensor, ratio = scene.name, scene.sensor.name, scene.ratio
-    table = MetricTable(mode, scene_name, sensor, ratio, protocol=args.protocol)
+        label = protocol_label(scene, mode, args.protocol)  # what the table and JSON name
+    table = MetricTable(mode, scene_name, sensor, ratio, protocol=label)
     table.add(name, name, scores)
     print_table(table, console())
     if args.json:
-        _write_json(Path(args.json), metrics_json(scores, mode=mode, scene=scene_name, fused=str(args.fused), sensor=sensor, ratio=ratio, protocol=args.protocol))
+        _write_json(Path(args.json), metrics_json(scores, mode=mode, scene=scene_name, fused=str(args.fused), sensor=sensor, ratio=ratio, protocol=label))
     return 0

@@ -14,6 +14,9 @@ for the scene's sensor are in ``$PANSHARP_WEIGHTS`` (and importable by ``resolve
   Nyquist and its PAN gain above it; for learned models also on a flat background;
 * rank correlations (Spearman, Kendall) of FSDS with Q2n and with ERGAS over the methods,
   and the pairs of methods FSDS orders differently;
+* project-trained checkpoints (``--ckpt NAME=WORKDIR``, repeatable): the same analysis for a
+  model trained with ``pansharp train``, labelled "(ours)"; a checkpoint trained on another
+  8-band sensor (the ``*_wv2_real`` configs) is used on WV3 as it is (cross-sensor, noted);
 * the sinc phenomenon: a small x4 SR network (:mod:`pansharp_jax.analysis.sr`) trained
   on the PAN of ``rr/wv3_cdif.mat`` and ``fr/wv2_pnn.mat``, its impulse response on a
   zero image (the paper's) and on a grey one (the PAN mean), against ``sinc(x/4)``.
@@ -24,12 +27,16 @@ Writes to ``--out``: ``frequency_report.md``, ``frequency_report.json``,
 
     python experiments/frequency_report.py --out reports/frequency
     python experiments/frequency_report.py --out reports/quick --methods exp,gsa,fusionnet --sr-steps 0
+    python experiments/frequency_report.py --out reports/ours --methods none --sr-steps 0 \
+        --ckpt fusionnet=runs/fusionnet_wv2_real --ckpt unfolding=runs/unfolding
 """
 
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import itertools
+import json
 import os
 import sys
 import time
@@ -226,6 +233,10 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--methods", help="comma-separated subset (default: every classical method and every model with weights)")
     ap.add_argument("--size", type=int, default=65, help="impulse-response window (default 65)")
     ap.add_argument("--sr-steps", type=int, default=1500, help="SR net training steps (0: skip the sinc experiment)")
+    ap.add_argument("--ckpt", action="append", default=[], metavar="NAME=WORKDIR",
+                    help="a project-trained checkpoint of registry model NAME (repeatable); analysed as '<label> (ours)'")
+    ap.add_argument("--previous", help="an earlier frequency_report.json of the same scene: its rows join the tables, "
+                    "rank correlations and scatter (not the profile plots); methods analysed now replace theirs")
     ap.add_argument("--max-seconds", type=float, default=300.0, help="skip a model whose analysis would take longer (estimated from one fusion)")
     args = ap.parse_args(argv)
     out = Path(args.out)
@@ -235,19 +246,26 @@ def main(argv: list[str] | None = None) -> int:
         raise SystemExit(f"{args.scene} has no GT: the report needs a reduced-resolution scene")
     wanted = [m.strip() for m in args.methods.split(",")] if args.methods else None
     notes: list[str] = []
-    candidates: list[tuple[str, Path | None]] = [(k, None) for k in classical.METHODS]
+    candidates: list[tuple[str, Path | None, Path | None]] = [(k, None, None) for k in classical.METHODS]
     for name in RELEASED:
         w = released_weights(name, scene.sensor.name)
         if w is None:
             notes.append(f"{name}: no released weights for {scene.sensor.name} under $PANSHARP_WEIGHTS")
             continue
-        candidates.append((name, w))
+        candidates.append((name, w, None))
+    own = [parse_ckpt(item) for item in args.ckpt]
     rows = []
-    for name, w in candidates:
-        if wanted is not None and name not in wanted:
+    for name, w, ckpt in candidates + [(n, None, c) for n, c in own]:
+        if wanted is not None and name not in wanted and ckpt is None:
             continue
         try:
-            method = resolve(name, weights=None if w is None else str(w))
+            if ckpt is None:
+                method = resolve(name, weights=None if w is None else str(w))
+            else:
+                method = resolve(name, ckpt=str(ckpt))
+                method = dataclasses.replace(method, label=f"{method.label} (ours)")
+                if method.trained_sensor and method.trained_sensor != scene.sensor.name:
+                    notes.append(f"{method.label}: trained on {method.trained_sensor} ({ckpt.name}), used on {scene.sensor.name} as it is")
             method.check(scene.nbands, scene.ratio, f"scene {scene.name}")
             method.fuse(scene)  # compiles
             t0 = time.perf_counter()
@@ -255,23 +273,26 @@ def main(argv: list[str] | None = None) -> int:
             once = time.perf_counter() - t0
             # finite differences (the worst case): 1 + C + P fusions on the scene and on the flat canvas
             canvas = -(-2 * args.size // (8 * scene.ratio)) * 8 * scene.ratio
-            estimate = once * (1 + scene.nbands + scene.ratio**2) * (1 + (canvas / scene.pan.shape[0]) ** 2 * (w is not None))
+            learned = w is not None or ckpt is not None
+            estimate = once * (1 + scene.nbands + scene.ratio**2) * (1 + (canvas / scene.pan.shape[0]) ** 2 * learned)
             if estimate > args.max_seconds:
                 notes.append(f"{method.label}: skipped, one fusion takes {once:.0f} s (analysis about {estimate:.0f} s > {args.max_seconds:.0f} s)")
                 continue
             print(f"{method.label} ...", file=sys.stderr, flush=True)
-            rows.append(analyse(method, scene, w is not None, args.size))
+            rows.append(analyse(method, scene, learned, args.size))
         except InputError as e:
             notes.append(f"{name}: {e}")
+    if args.previous:
+        rows = merge_previous(rows, Path(args.previous), scene.name, notes)
     learned = [r for r in rows if r["kind"] == "learned"]
     ranks = {"all methods": rank_agreement(rows)} if len(rows) >= 3 else {}
     if len(learned) >= 3:
         ranks["learned models"] = rank_agreement(learned)
-    if learned:
-        plots.plot_method_comparison({r["label"]: r["result"] for r in learned}, out / "profiles_learned.png", title=f"learned models on {scene.name}")
+    if any("result" in r for r in learned):
+        plots.plot_method_comparison({r["label"]: r["result"] for r in learned if "result" in r}, out / "profiles_learned.png", title=f"learned models on {scene.name}")
     classic = [r for r in rows if r["kind"] == "classical"]
-    if classic:
-        plots.plot_method_comparison({r["label"]: r["result"] for r in classic}, out / "profiles_classical.png", title=f"classical methods on {scene.name}")
+    if any("result" in r for r in classic):
+        plots.plot_method_comparison({r["label"]: r["result"] for r in classic if "result" in r}, out / "profiles_classical.png", title=f"classical methods on {scene.name}")
     if rows:
         scatter(rows, out / "fsds_vs_scores.png")
     sinc = sinc_experiment(out, args.sr_steps) if args.sr_steps > 0 else {}
@@ -282,6 +303,30 @@ def main(argv: list[str] | None = None) -> int:
     write_json(out / "frequency_report.json", json_ready(payload))
     print(text)
     return 0
+
+
+def merge_previous(rows: list[dict[str, Any]], path: Path, scene: str, notes: list[str]) -> list[dict[str, Any]]:
+    """``rows`` after the rows of an earlier report (same scene) whose labels are not in ``rows``."""
+    try:
+        old = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError) as e:
+        raise SystemExit(f"--previous {path}: not a readable frequency_report.json ({e})") from e
+    if old.get("scene") != scene:
+        raise SystemExit(f"--previous {path} is a report of {old.get('scene')!r}, not of {scene!r}")
+    now = {r["label"] for r in rows}
+    kept = [r for r in old.get("rows", []) if r.get("label") not in now]
+    notes.append(f"{len(kept)} rows taken from the earlier report {path.name} (not re-analysed; not in the profile plots)")
+    return kept + rows
+
+
+def parse_ckpt(item: str) -> tuple[str, Path]:
+    """``NAME=WORKDIR`` -> (registry name, workdir); SystemExit naming the problem otherwise."""
+    name, sep, path = item.partition("=")
+    if not sep or not name.strip() or not path.strip():
+        raise SystemExit(f"--ckpt {item!r}: expected NAME=WORKDIR, e.g. fusionnet=runs/fusionnet_wv2_real")
+    if not Path(path).is_dir():
+        raise SystemExit(f"--ckpt {item!r}: {path} is not a training workdir")
+    return name.strip(), Path(path)
 
 
 def scatter(rows: list[dict[str, Any]], path: Path) -> Path:

@@ -330,6 +330,8 @@ def test_cannet_configs_turn_the_cache_on_and_others_do_not():
 
     configs = sorted((Path(__file__).resolve().parents[1] / "configs").glob("*.py"))
     for path in configs:
+        if path.stem.startswith("apla_"):  # the video fine-tuner's configs have no trainer sections
+            continue
         c = load_config(path)
         if path.stem == "default":
             assert c.cluster_cache.enabled is False

@@ -33,9 +33,9 @@ from pansharp_jax.errors import InputError
 def add_parser(sub: Any, parents: list[argparse.ArgumentParser]) -> None:
     """Register ``sample`` on the sub-command parser ``sub``."""
     p = sub.add_parser("sample", parents=parents, help="mean and per-pixel std of S draws of a generative method",
-                       description="Draw S samples of a generative method (sbm, ssdiff) and write their mean (the product) and per-pixel std.")  # fmt: skip
+                       description="Draw S samples of a generative method (sbm, ssdiff, crossdiff) and write their mean (the product) and per-pixel std.")  # fmt: skip
     input_args(p)
-    p.add_argument("--method", "-m", required=True, help="a generative method: sbm, ssdiff")
+    p.add_argument("--method", "-m", required=True, help="a generative method: sbm, ssdiff, crossdiff (one network pass per draw; --steps ignored)")
     model_args(p)
     p.add_argument("--steps", type=int, default=5, metavar="N", help="sampler steps (network calls) per draw (default: 5)")
     p.add_argument("--samples", type=int, default=8, metavar="S", help="draws averaged into the mean (default: 8)")
@@ -66,7 +66,7 @@ def cmd_sample(args: argparse.Namespace) -> int:
     method = resolve(args.method, weights=args.weights, ckpt=args.ckpt)
     if not method.generative:
         raise InputError(
-            f"{method.label} is deterministic: 'sample' is for generative methods (sbm, ssdiff); use 'pansharp fuse -m {method.name}'"
+            f"{method.label} is deterministic: 'sample' is for generative methods (sbm, ssdiff, crossdiff); use 'pansharp fuse -m {method.name}'"
         )
     say_origin(method)
     scene = load(args)

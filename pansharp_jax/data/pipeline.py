@@ -363,6 +363,67 @@ def wald_patch_sources(
     return train, val
 
 
+def full_res_patch_sources(
+    scene: Any,
+    *,
+    patch: int = 64,
+    stride: int = 32,
+    holdout_side: str = "right",
+    holdout_fraction: float = 0.25,
+) -> tuple[ArraySource, ArraySource]:
+    """Full-resolution patches of a scene, no Wald reduction and no ``gt`` (self-supervised use).
+
+    The MS grid is split as in :func:`wald_patch_sources` (the same held-out box), and each
+    box is cut into patches of ``patch`` x ``patch`` PAN pixels (a multiple of the ratio) with
+    ``stride``: lrms (patch / ratio)^2 x C from the scene's MS, pan patch^2 x 1 from its PAN,
+    lms the ``interp23tap`` of each LRMS patch. Returns (train, held-out) :class:`ArraySource`
+    without ``gt``; ``.boxes`` are on the PAN grid.
+    """
+    r = int(scene.ratio)
+    for what, v in (("patch", patch), ("stride", stride)):
+        if v <= 0 or v % r:
+            raise InputError(f"{what} must be a positive multiple of the ratio {r}, got {v}")
+    ms, pan = np.asarray(scene.lrms, np.float32), np.asarray(scene.pan, np.float32)
+    h, w = ms.shape[:2]
+    h, w = h - h % r, w - w % r  # the boxes of wald_patch_sources
+    q = int(patch) // r
+    parts = []
+    for box in split_holdout(h, w, holdout_side, holdout_fraction, multiple=r):
+        pan_box = Box(box.r0 * r, box.r1 * r, box.c0 * r, box.c1 * r)
+        tiles = _tile(pan_box, int(patch), int(stride))
+        if not tiles:
+            raise InputError(f"region {pan_box} of the PAN is smaller than one {patch} x {patch} patch")
+        parts.append((pan_box, tiles, np.stack([ms[b.r0 // r : b.r0 // r + q, b.c0 // r : b.c0 // r + q] for b in tiles])))
+    lms = upsample_lms(np.concatenate([p[2] for p in parts]), r)  # one call (one compilation) for both parts
+    out, start = [], 0
+    for pan_box, tiles, lrms in parts:
+        src = ArraySource(
+            lrms=lrms,
+            pan=np.stack([pan[b.r0 : b.r1, b.c0 : b.c1] for b in tiles]),
+            lms=lms[start : start + len(tiles)],
+            ratio=r,
+            boxes=np.array([(b.r0, b.r1, b.c0, b.c1) for b in tiles]),
+        )
+        src.region = pan_box  # type: ignore[attr-defined]
+        out.append(src)
+        start += len(tiles)
+    return out[0], out[1]
+
+
+def _concat_sources(sources: list[ArraySource]) -> ArraySource:
+    """One :class:`ArraySource` holding the samples of several (same bands, ratio and patch size)."""
+    if len(sources) == 1:
+        return sources[0]
+    keys = set(sources[0].arrays)
+    if any(set(s.arrays) != keys or s.ratio != sources[0].ratio for s in sources):
+        raise InputError("full-resolution scenes must share the ratio")
+    try:
+        arrays = {k: np.concatenate([s.arrays[k] for s in sources]) for k in sources[0].arrays}
+    except ValueError as e:
+        raise InputError(f"full-resolution scenes must share the band count: {e}") from None
+    return ArraySource(arrays["lrms"], arrays["pan"], arrays["lms"], arrays.get("gt"), ratio=sources[0].ratio)
+
+
 # ------------------------------------------------------------------ sampling and iteration
 
 
@@ -568,7 +629,11 @@ def build_sources(data: Mapping[str, Any]) -> tuple[Source, Source | None, DataI
         ``data.sensor``, ``data.ratio``.
       * ``'wald_scene'``: ``data.scene`` (any file :func:`~pansharp_jax.data.io.load_scene`
         reads), ``data.patch``, ``data.stride``, ``data.holdout_side``,
-        ``data.holdout_fraction``, ``data.val_patch``; ``data.sensor`` optional.
+        ``data.holdout_fraction``, ``data.val_patch``; ``data.sensor`` optional. With
+        ``data.resolution = 'full'`` (default ``'reduced'``): full-resolution patches of the
+        training box without ``gt`` and no validation set (:func:`full_res_patch_sources`;
+        self-supervised models), ``data.scene`` may list several scenes (comma-separated) and
+        ``data.pan_scene`` their PAN GeoTIFFs (GeoTIFF pairs).
       * ``'arrays'``: ``data.train`` / ``data.val`` ``.npz`` files with NHWC ``lrms``,
         ``pan``, ``gt`` (and optionally ``lms``), on [0, 1]; ``data.ratio``, ``data.sensor``.
         MHIF: :func:`~pansharp_jax.data.hsi.mhif_patches` arrays (``pan`` = the K-band guide).
@@ -587,6 +652,29 @@ def build_sources(data: Mapping[str, Any]) -> tuple[Source, Source | None, DataI
         train = PanCollectionSource(resolve_path(str(data["train"]), root), scale=scale)
         val = PanCollectionSource(resolve_path(str(data["val"]), root), scale=scale) if data.get("val") else None
         return train, val, DataInfo(sensor.name, int(data.get("ratio", 4)), scale, sensor.rgb)
+    if kind == "wald_scene" and str(data.get("resolution", "reduced") or "reduced") == "full":
+        from pansharp_jax.data.io import load_scene
+
+        names = [p.strip() for p in str(data["scene"]).split(",") if p.strip()]
+        pans = [p.strip() for p in str(data.get("pan_scene", "") or "").split(",") if p.strip()] or [None] * len(names)
+        if len(pans) != len(names):
+            raise InputError(f"data.pan_scene names {len(pans)} PAN files for {len(names)} scenes")
+        scenes = [
+            load_scene(resolve_path(n, root), sensor=sensor_name, pan_path=resolve_path(p, root) if p else None)
+            for n, p in zip(names, pans)
+        ]
+        train = _concat_sources([
+            full_res_patch_sources(
+                sc,
+                patch=int(data.get("patch", 64)),
+                stride=int(data.get("stride", 32)),
+                holdout_side=str(data.get("holdout_side", "right")),
+                holdout_fraction=float(data.get("holdout_fraction", 0.25)),
+            )[0]
+            for sc in scenes
+        ])
+        first = scenes[0]
+        return train, None, DataInfo(first.sensor.name, int(first.ratio), first.max_dn, first.sensor.rgb)
     if kind == "wald_scene":
         from pansharp_jax.data.io import load_scene
 

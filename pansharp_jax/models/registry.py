@@ -69,6 +69,7 @@ _ENTRIES: dict[str, str] = {
     "ssdiff": "pansharp_jax.generative.ssdiff:SSDIFF_ENTRY",
     "panadapter": "pansharp_jax.models.panadapter:PANADAPTER_ENTRY",
     "sbm": "pansharp_jax.generative.sb_matching:SBM_ENTRY",
+    "crossdiff": "pansharp_jax.generative.crossdiff:CROSSDIFF_ENTRY",
 }
 
 

@@ -2,8 +2,9 @@
 
 Commands: ``fuse`` (:mod:`~pansharp_jax.cli.fuse`), ``eval``, ``compare``, ``train``,
 ``demo``, ``simulate`` (training sets from your own scenes), ``analyze`` (frequency
-analysis) and ``sample`` (mean and std of a generative method's draws); later families add
-``restore`` the same way (a module with ``add_parser(sub, parents)`` listed in :data:`COMMANDS`).
+analysis), ``sample`` (mean and std of a generative method's draws), ``video-train`` /
+``video-sample`` (APLA, module ``video``) and ``restore`` (QWSNM colour restoration). A new
+command is a module with ``add_parser(sub, parents)`` listed in :data:`COMMANDS`.
 
 Errors: bad input (:class:`~pansharp_jax.errors.InputError`) and command-line mistakes
 print ONE line on stderr, ``pansharp: error: ...``, and give exit code 2. Any other
@@ -26,7 +27,7 @@ from pansharp_jax.errors import InputError
 from pansharp_jax.runtime import use_low_memory_cpu_scheduler
 
 # One module per command, each with add_parser(sub, parents); in --help order.
-COMMANDS = ("fuse", "eval", "compare", "train", "demo", "simulate", "analyze", "sample")
+COMMANDS = ("fuse", "eval", "compare", "train", "demo", "simulate", "analyze", "sample", "video", "restore")
 
 
 def build_parser() -> argparse.ArgumentParser:

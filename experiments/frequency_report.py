@@ -14,9 +14,10 @@ for the scene's sensor are in ``$PANSHARP_WEIGHTS`` (and importable by ``resolve
   Nyquist and its PAN gain above it; for learned models also on a flat background;
 * rank correlations (Spearman, Kendall) of FSDS with Q2n and with ERGAS over the methods,
   and the pairs of methods FSDS orders differently;
-* project-trained checkpoints (``--ckpt NAME=WORKDIR``, repeatable): the same analysis for a
-  model trained with ``pansharp train``, labelled "(ours)"; a checkpoint trained on another
-  8-band sensor (the ``*_wv2_real`` configs) is used on WV3 as it is (cross-sensor, noted);
+* project-trained checkpoints (``--ckpt NAME=WORKDIR``, repeatable; e.g. from
+  ``experiments/self_trained_wv3.py``): the same analysis, labelled "(ours, <training
+  sensor>)"; a checkpoint of another 8-band sensor (the ``*_wv2_real`` configs) is used on
+  WV3 as it is (cross-sensor, noted); ``--previous`` merges an earlier report's rows;
 * the sinc phenomenon: a small x4 SR network (:mod:`pansharp_jax.analysis.sr`) trained
   on the PAN of ``rr/wv3_cdif.mat`` and ``fr/wv2_pnn.mat``, its impulse response on a
   zero image (the paper's) and on a grey one (the PAN mean), against ``sinc(x/4)``.
@@ -234,7 +235,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--size", type=int, default=65, help="impulse-response window (default 65)")
     ap.add_argument("--sr-steps", type=int, default=1500, help="SR net training steps (0: skip the sinc experiment)")
     ap.add_argument("--ckpt", action="append", default=[], metavar="NAME=WORKDIR",
-                    help="a project-trained checkpoint of registry model NAME (repeatable); analysed as '<label> (ours)'")
+                    help="a project-trained checkpoint of registry model NAME (repeatable); analysed as '<label> (ours, <sensor>)'")
     ap.add_argument("--previous", help="an earlier frequency_report.json of the same scene: its rows join the tables, "
                     "rank correlations and scatter (not the profile plots); methods analysed now replace theirs")
     ap.add_argument("--max-seconds", type=float, default=300.0, help="skip a model whose analysis would take longer (estimated from one fusion)")
@@ -263,7 +264,7 @@ def main(argv: list[str] | None = None) -> int:
                 method = resolve(name, weights=None if w is None else str(w))
             else:
                 method = resolve(name, ckpt=str(ckpt))
-                method = dataclasses.replace(method, label=f"{method.label} (ours)")
+                method = dataclasses.replace(method, label=f"{method.label} (ours, {method.trained_sensor or ckpt.name})")
                 if method.trained_sensor and method.trained_sensor != scene.sensor.name:
                     notes.append(f"{method.label}: trained on {method.trained_sensor} ({ckpt.name}), used on {scene.sensor.name} as it is")
             method.check(scene.nbands, scene.ratio, f"scene {scene.name}")

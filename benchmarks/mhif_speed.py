@@ -19,26 +19,14 @@ from __future__ import annotations
 
 import argparse
 import os
-import statistics
-import time
-from collections.abc import Callable
 from typing import Any
 
 import numpy as np
+from _timing import first_and_median
 
 TINY = {"feats": 16, "blocks": 1, "hidden": (32,), "spatial_hidden": (32,), "amp_hidden": (32,), "phase_hidden": (32,)}
 
 
-def _time(fn: Callable[[], Any], runs: int) -> tuple[float, float]:
-    t0 = time.perf_counter()
-    fn()
-    first = time.perf_counter() - t0
-    times = []
-    for _ in range(runs):
-        t0 = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - t0)
-    return first, statistics.median(times) if times else float("nan")
 
 
 def make_scene(size: int, bands: int, ratio: int) -> Any:
@@ -108,7 +96,7 @@ def main(argv: list[str] | None = None) -> int:
     print("|---|---:|---:|---:|---:|")
     for name in names:
         method, count = method_for(name, scene, args.width)
-        first, per = _time(lambda: method.fuse(scene), runs)
+        first, per = first_and_median(lambda: method.fuse(scene), runs)
         mpix = args.size * args.size / 1e6 / per
         print(f"| {method.label} | {count:,} | {first:.2f} | {per:.2f} | {mpix:.3f} |", flush=True)
     return 0

@@ -18,24 +18,11 @@ iteration. Prints the JAX device (CPU, or GPU when JAX sees one).
 from __future__ import annotations
 
 import argparse
-import statistics
-import time
-from collections.abc import Callable
-from typing import Any
 
 import numpy as np
+from _timing import first_and_median
 
 
-def _time(fn: Callable[[], Any], runs: int) -> tuple[float, float]:
-    t0 = time.perf_counter()
-    fn()
-    first = time.perf_counter() - t0
-    times = []
-    for _ in range(runs):
-        t0 = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - t0)
-    return first, statistics.median(times) if times else float("nan")
 
 
 def main() -> None:
@@ -73,11 +60,11 @@ def main() -> None:
     print("| task | method | first call (s) | per image (s) | per iteration (s) |")
     print("|---|---|---|---|---|")
     for m in args.methods.split(","):
-        first, steady = _time(lambda: R.denoise(noisy, args.sigma, method=m, params=dn), args.runs)
+        first, steady = first_and_median(lambda: R.denoise(noisy, args.sigma, method=m, params=dn), args.runs)
         base = steady if args.runs else first
         print(f"| denoise s{args.sigma:g} | {m} | {first:.1f} | {steady:.1f} | {base / dn.iters:.2f} |", flush=True)
         if not args.no_deblur:
-            first, steady = _time(lambda: R.deblur(blurred, k, 5.0, method=m, params=db), args.runs)
+            first, steady = first_and_median(lambda: R.deblur(blurred, k, 5.0, method=m, params=db), args.runs)
             base = steady if args.runs else first
             print(f"| deblur gaussian | {m} | {first:.1f} | {steady:.1f} | {base / db.iters:.2f} |", flush=True)
 

@@ -33,6 +33,7 @@ import jax
 import jax.numpy as jnp
 
 from pansharp_jax.errors import InputError
+from pansharp_jax.nn.unet import timestep_embedding
 
 DOWN_TYPES = ("CrossAttnDownBlock2D", "DownBlock2D")
 UP_TYPES = ("CrossAttnUpBlock2D", "UpBlock2D")
@@ -82,16 +83,6 @@ class UNetConfig:
         """Attention heads per down block (diffusers: ``num_attention_heads or attention_head_dim``)."""
         h = self.num_attention_heads if self.num_attention_heads is not None else self.attention_head_dim
         return tuple(h) if isinstance(h, tuple) else (int(h),) * len(self.down_block_types)
-
-
-def timestep_embedding(t: jax.Array, dim: int, flip_sin_to_cos: bool = True, shift: float = 0.0) -> jax.Array:
-    """Sinusoidal embedding (B,) -> (B, dim): frequencies ``exp(-ln(1e4) i / (dim/2 - shift))``,
-    ``[sin, cos]`` (``[cos, sin]`` when ``flip_sin_to_cos``), as diffusers' ``Timesteps``."""
-    half = dim // 2
-    freqs = jnp.exp(-math.log(10000.0) * jnp.arange(half, dtype=jnp.float32) / (half - shift))
-    arg = jnp.asarray(t, jnp.float32)[:, None] * freqs[None]
-    emb = jnp.concatenate([jnp.cos(arg), jnp.sin(arg)] if flip_sin_to_cos else [jnp.sin(arg), jnp.cos(arg)], -1)
-    return jnp.pad(emb, ((0, 0), (0, dim % 2)))
 
 
 def _conv(ch: int, name: str, k: int = 3, stride: int = 1, pad: Any = 1, init: Any = None) -> nn.Conv:
@@ -313,7 +304,7 @@ class VideoUNet(nn.Module):
         ctx = jnp.repeat(jnp.asarray(ctx, jnp.float32), frames, axis=0)
         c0 = cfg.block_out_channels[0]
         temb = _TimeEmbedding(4 * c0, name="time_embedding")(
-            timestep_embedding(jnp.broadcast_to(t, (b,)), c0, cfg.flip_sin_to_cos, cfg.freq_shift)
+            timestep_embedding(jnp.broadcast_to(t, (b,)), c0, flip_sin_to_cos=cfg.flip_sin_to_cos, shift=cfg.freq_shift)
         )
         temb = jnp.repeat(temb, frames, axis=0)
         heads = cfg.heads()

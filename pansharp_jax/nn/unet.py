@@ -30,16 +30,21 @@ import jax.numpy as jnp
 from pansharp_jax.errors import InputError
 
 
-def timestep_embedding(t: jax.Array, dim: int, max_period: float = 10000.0) -> jax.Array:
-    """Sinusoidal embedding of timesteps ``t`` (B,) -> (B, dim) float32: ``[cos(t f_k), sin(t f_k)]``.
+def timestep_embedding(
+    t: jax.Array, dim: int, max_period: float = 10000.0, flip_sin_to_cos: bool = True, shift: float = 0.0
+) -> jax.Array:
+    """Sinusoidal embedding of timesteps ``t`` (B,) -> (B, dim) float32: ``[cos(t f_k), sin(t f_k)]``
+    (``[sin, cos]`` when ``flip_sin_to_cos`` is False, as diffusers' ``Timesteps`` option).
 
-    ``f_k = max_period ** (-k / (dim // 2))``, k = 0..dim//2 - 1 (a zero column is appended for odd ``dim``).
+    ``f_k = max_period ** (-k / (dim // 2 - shift))``, k = 0..dim//2 - 1 (a zero column is
+    appended for odd ``dim``); ``shift`` is diffusers' ``downscale_freq_shift``.
     """
     half = dim // 2
-    freqs = jnp.exp(-math.log(max_period) * jnp.arange(half, dtype=jnp.float32) / max(half, 1))
+    denom = half - shift if half - shift > 0 else 1.0
+    freqs = jnp.exp(-math.log(max_period) * jnp.arange(half, dtype=jnp.float32) / denom)
     args = jnp.asarray(t, jnp.float32)[:, None] * freqs[None]
-    emb = jnp.concatenate([jnp.cos(args), jnp.sin(args)], axis=-1)
-    return jnp.pad(emb, ((0, 0), (0, dim % 2)))
+    parts = [jnp.cos(args), jnp.sin(args)] if flip_sin_to_cos else [jnp.sin(args), jnp.cos(args)]
+    return jnp.pad(jnp.concatenate(parts, axis=-1), ((0, 0), (0, dim % 2)))
 
 
 def _conv(features: int, kernel: int = 3, stride: int = 1, name: str | None = None) -> nn.Conv:

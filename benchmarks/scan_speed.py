@@ -1,9 +1,23 @@
-"""Speed and peak memory of the selective-scan methods (sequential / associative / chunked).
+"""Speed, peak memory and memory roofline of the selective-scan methods
+(sequential / associative / chunked / pallas).
 
 Usage::
 
     python benchmarks/scan_speed.py [--lengths 4096 65536] [--runs 5] [--chunk 128]
+    python benchmarks/scan_speed.py --training-shapes [--bandwidth-gbs 4300]
     python benchmarks/scan_speed.py --models fusionmamba le_mamba [--sizes 64 128 256 512]
+
+``--training-shapes`` replaces ``--lengths/--batch/--d/--n`` by the scans of FusionMamba and
+LE-Mamba ('small') at their training crops (batch 32, 64 x 64 = 4096 tokens per direction):
+FusionMamba d_inner 32, d_state 8; LE-Mamba global branch d_inner 96, d_state 32.
+
+Roofline: "roof us" (microseconds) is the time to move the bytes a fused scan must move
+(:func:`pansharp_jax.nn.selective_scan_pallas.roofline_bytes`; forward: read u, delta, z, B,
+C, write y; fwd+bwd adds reading them and the cotangent of y again and writing the cotangents
+of u, delta, z, B, C) at ``--bandwidth-gbs`` (default 4300 GB/s, an H200's HBM3e); "x roof"
+is the measured time over it (1.0 = at the memory roofline). The ``'pallas'`` method runs in
+Pallas interpret mode on the CPU, which says nothing about speed: there it is left out of the
+table unless ``--pallas-interpret`` is given.
 
 The second form times one training step (forward, backward, Adam update; batch 1, L1 loss) of
 each Mamba network of the registry at each PAN size (official sizes: FusionMamba as released,
@@ -13,11 +27,13 @@ setting that lets a 512 x 512 crop train on a 24 GiB CPU machine) and prints ms/
 the smallest size divided by the growth in pixels (1.0 = linear in pixels).
 
 Shapes: batch 1, d = 64 channels, N = 16 states (``--d``, ``--n``, ``--batch`` change them).
-Each case (method x L x pass) runs in its own subprocess so its peak memory is its own:
-the subprocess imports JAX, builds the inputs, compiles (``jax.jit``; the warm-up call is
-not timed), then times ``--runs`` calls and reports the median as tokens/s (batch * L /
-seconds). "fwd" is ``selective_scan`` alone; "fwd+bwd" is ``jax.grad`` of ``sum(y)``
-with respect to u, delta, A, B and C (which includes its forward pass).
+Each call is the models' form: float32 inputs with the D term, the silu(z) gate and a
+softplus(delta + delta_bias) step. Each case (method x shape x pass) runs in its own
+subprocess so its peak memory is its own: the subprocess imports JAX, builds the inputs,
+compiles (``jax.jit``; the warm-up call is not timed), then times ``--runs`` calls and
+reports the median as tokens/s (batch * L / seconds). "fwd" is ``selective_scan`` alone;
+"fwd+bwd" is ``jax.grad`` of ``sum(y)`` with respect to every input (u, delta, A, B, C, D,
+z, delta_bias; this includes its forward pass).
 
 Peak memory: the device's ``memory_stats()['peak_bytes_in_use']`` when the backend reports
 it (GPU/TPU); otherwise (the CPU) the growth of the subprocess's max RSS
@@ -37,6 +53,13 @@ CASES = [
     ("associative", False),
     ("chunked", False),
     ("chunked", True),  # remat
+    ("pallas", False),
+]
+
+# (label, batch, L, D, N): the scans of one direction at the models' training crops (64 x 64)
+TRAINING_SHAPES = [
+    ("fusionmamba", 32, 4096, 32, 8),
+    ("le_mamba/s", 32, 4096, 96, 32),
 ]
 
 
@@ -54,23 +77,27 @@ def _child(args: argparse.Namespace) -> None:
     rss0 = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
     dev = jax.devices()[0]
     b, L, d, n = args.batch, args.length, args.d, args.n
-    k = jax.random.split(jax.random.PRNGKey(0), 5)
+    k = jax.random.split(jax.random.PRNGKey(0), 8)
     u = jax.random.normal(k[0], (b, L, d))
     delta = jax.random.normal(k[1], (b, L, d)) - 2.0
     A = -jnp.exp(jax.random.normal(k[2], (d, n)))
     B = jax.random.normal(k[3], (b, L, n))
     C = jax.random.normal(k[4], (b, L, n))
+    D = jax.random.normal(k[5], (d,))
+    z = jax.random.normal(k[6], (b, L, d))
+    bias = 0.1 * jax.random.normal(k[7], (d,))
+    inputs = (u, delta, A, B, C, D, z, bias)
     kw = dict(method=args.method, chunk=args.chunk, remat=args.remat)
 
     if args.backward:
-        fn = jax.jit(jax.grad(lambda *a: jnp.sum(selective_scan(*a, **kw)), argnums=(0, 1, 2, 3, 4)))
+        fn = jax.jit(jax.grad(lambda *a: jnp.sum(selective_scan(*a, **kw)), argnums=tuple(range(len(inputs)))))
     else:
         fn = jax.jit(lambda *a: selective_scan(*a, **kw))
-    jax.block_until_ready(fn(u, delta, A, B, C))  # compile + warm up
+    jax.block_until_ready(fn(*inputs))  # compile + warm up
     times = []
     for _ in range(args.runs):
         t0 = time.perf_counter()
-        jax.block_until_ready(fn(u, delta, A, B, C))
+        jax.block_until_ready(fn(*inputs))
         times.append(time.perf_counter() - t0)
     sec = statistics.median(times)
 
@@ -175,7 +202,10 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--d", type=int, default=64)
     p.add_argument("--n", type=int, default=16)
     p.add_argument("--batch", type=int, default=1)
-    p.add_argument("--methods", nargs="+", default=None, help="subset of: sequential associative chunked chunked+remat")
+    p.add_argument("--methods", nargs="+", default=None, help="subset of: sequential associative chunked chunked+remat pallas")
+    p.add_argument("--training-shapes", action="store_true", help="FusionMamba / LE-Mamba training scans (batch 32, L 4096)")
+    p.add_argument("--bandwidth-gbs", type=float, default=4300.0, help="device memory bandwidth for the roofline (GB/s)")
+    p.add_argument("--pallas-interpret", action="store_true", help="time 'pallas' on the CPU too (interpret mode: not a speed measure)")
     p.add_argument("--models", nargs="+", default=None, help="time train steps of these registry models instead")
     p.add_argument("--sizes", type=int, nargs="+", default=[64, 128, 256, 512], help="PAN sizes for --models")
     p.add_argument("--scan-method", default="sequential", help="scan method of the models (--models)")
@@ -205,31 +235,55 @@ def main(argv: list[str] | None = None) -> None:
         _models_table(args)
         return
 
+    _scan_table(args)
+
+
+def _scan_table(args: argparse.Namespace) -> None:
     import jax
 
-    print(f"device: {jax.devices()[0]} ({jax.default_backend()})")
-    print(f"batch {args.batch}, d {args.d}, N {args.n}, chunk {args.chunk}, median of {args.runs} runs after compile")
-    header = f"{'method':<16}{'L':>7}  {'pass':<8}{'ms':>10}{'Mtok/s':>10}{'peak MiB':>10}"
-    rows, device, how = [], None, None
-    for method, remat in CASES:
-        name = method + ("+remat" if remat else "")
-        if args.methods and name not in args.methods:
-            continue
-        for L in args.lengths:
+    from pansharp_jax.nn.selective_scan_pallas import roofline_bytes
+
+    backend = jax.default_backend()
+    print(f"device: {jax.devices()[0]} ({backend}); roofline at {args.bandwidth_gbs:.0f} GB/s")
+    print(f"chunk {args.chunk}, float32, D term + silu(z) gate + softplus step, median of {args.runs} runs after compile")
+    skip_pallas = backend == "cpu" and not args.pallas_interpret
+    if skip_pallas:
+        print("pallas: skipped on the CPU (interpret mode is not a speed measure; --pallas-interpret times it anyway)")
+    if args.training_shapes:
+        shapes = TRAINING_SHAPES
+    else:
+        shapes = [(f"L{L}", args.batch, L, args.d, args.n) for L in args.lengths]
+    header = (f"{'shape':<13}{'method':<15}{'b':>4}{'L':>7}{'D':>5}{'N':>4}  {'pass':<8}{'ms':>10}{'Mtok/s':>10}"
+              f"{'roof us':>10}{'x roof':>9}{'peak MiB':>10}")
+    print(header, flush=True)
+    device, how, times = None, None, {}
+    for label, b, L, d, n in shapes:
+        for method, remat in CASES:
+            name = method + ("+remat" if remat else "")
+            if (args.methods and name not in args.methods) or (method == "pallas" and skip_pallas):
+                continue
             for backward in (False, True):
                 cmd = [sys.executable, __file__, "--child", "--method", method, "--length", str(L), "--runs", str(args.runs),
-                       "--chunk", str(args.chunk), "--d", str(args.d), "--n", str(args.n), "--batch", str(args.batch)]
+                       "--chunk", str(args.chunk), "--d", str(d), "--n", str(n), "--batch", str(b)]
                 cmd += ["--remat"] * remat + ["--backward"] * backward
                 res = subprocess.run(cmd, capture_output=True, text=True)
                 pas = "fwd+bwd" if backward else "fwd"
+                head = f"{label:<13}{name:<15}{b:>4}{L:>7}{d:>5}{n:>4}  {pas:<8}"
                 if res.returncode != 0:
-                    line = f"{name:<16}{L:>7}  {pas:<8}  failed: {res.stderr.strip().splitlines()[-1] if res.stderr.strip() else res.returncode}"
-                else:
-                    r = json.loads(res.stdout.strip().splitlines()[-1])
-                    device, how = r["device"], r["how"]
-                    line = f"{name:<16}{L:>7}  {pas:<8}{r['sec'] * 1e3:>10.1f}{r['tok_s'] / 1e6:>10.3f}{r['peak'] / 2**20:>10.0f}"
-                rows.append(line)
-                print(line if len(rows) > 1 else f"{header}\n{line}", flush=True)
+                    err = res.stderr.strip().splitlines()[-1] if res.stderr.strip() else res.returncode
+                    print(f"{head}  failed: {err}", flush=True)
+                    continue
+                r = json.loads(res.stdout.strip().splitlines()[-1])
+                device, how = r["device"], r["how"]
+                times[(label, name, pas)] = r["sec"]
+                roof = roofline_bytes(b, L, d, n, 4, backward=backward) / (args.bandwidth_gbs * 1e9)
+                print(f"{head}{r['sec'] * 1e3:>10.2f}{r['tok_s'] / 1e6:>10.3f}{roof * 1e6:>10.2f}{r['sec'] / roof:>9.1f}"
+                      f"{r['peak'] / 2**20:>10.0f}", flush=True)
+    for label, *_ in shapes:
+        a, p = times.get((label, "associative", "fwd+bwd")), times.get((label, "pallas", "fwd+bwd"))
+        if a and p:
+            note = " (CPU interpret mode: not a speed measure)" if backend == "cpu" else ""
+            print(f"{label}: pallas fwd+bwd is {a / p:.1f}x the associative throughput{note}")
     print(f"device: {device}; peak memory: {how}")
 
 

@@ -7,6 +7,10 @@ from pathlib import Path
 
 import pytest
 
+# The CLI and trainer switch on JAX's persistent compilation cache (pansharp_jax.runtime); the
+# suite keeps the user's cache folder untouched and its timings independent of earlier runs.
+os.environ.setdefault("PANSHARP_COMPILATION_CACHE", "off")
+
 
 def _env_dir(var: str) -> Path | None:
     value = os.environ.get(var)

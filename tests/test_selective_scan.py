@@ -155,6 +155,30 @@ def test_gradients_agree_across_methods():
             np.testing.assert_allclose(a, c, atol=TOL, rtol=TOL, err_msg=name)
 
 
+@pytest.mark.parametrize("method, chunk", [("sequential", 128), ("associative", 128), ("chunked", 5)])
+def test_bfloat16_inputs_keep_a_float32_state(method, chunk):
+    # mixed precision: every array bf16 but h0 (as the models cast their parameters). The state must be float32 (a bf16 state drifts
+    # by ~1e-2 within a few tokens): the final state matches the float64 loop on the same
+    # bf16-rounded values to float32 tolerance, y comes back in bf16 within bf16 rounding.
+    x = _inputs(21, b=2, L=13, d=4, n=3)
+    bf = {k: jnp.asarray(x[k], jnp.bfloat16) for k in ("u", "delta", "z", "B", "C", "A", "D", "delta_bias")}
+    r = {k: np.asarray(v.astype(jnp.float32)) for k, v in bf.items()}
+    y_ref, h_ref = _numpy_scan(r["u"], r["delta"], r["A"], r["B"], r["C"], r["D"], r["z"], r["delta_bias"], h0=x["h0"])
+    y, h = jax.jit(lambda *a: selective_scan(*a, h0=x["h0"], method=method, chunk=chunk, return_state=True))(
+        bf["u"], bf["delta"], bf["A"], bf["B"], bf["C"], bf["D"], bf["z"], bf["delta_bias"]
+    )
+    assert y.dtype == jnp.bfloat16 and h.dtype == jnp.float32
+    np.testing.assert_allclose(h, h_ref, atol=TOL, rtol=TOL)
+    np.testing.assert_allclose(np.asarray(y, np.float32), y_ref, atol=1e-2, rtol=1e-2)
+
+
+def test_auto_method_resolves_by_backend():
+    x = _inputs(2)
+    y = selective_scan(x["u"], x["delta"], x["A"], x["B"], x["C"], method="auto")
+    y_ref, _ = _numpy_scan(x["u"], x["delta"], x["A"], x["B"], x["C"])
+    np.testing.assert_allclose(y, y_ref, atol=TOL, rtol=TOL)
+
+
 def test_bad_inputs_raise():
     x = _inputs(0)
     with pytest.raises(InputError, match="unknown method"):

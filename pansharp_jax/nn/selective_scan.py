@@ -8,7 +8,12 @@ Recurrence, per batch b, channel d and state n (channels-last layout)::
     y[t]   *= silu(z[t])                               (when z is given)
 
 Shapes: u, delta, z (batch, L, D); A (D, N); B, C (batch, L, N); D, delta_bias (D,);
-h0 and the returned final state (batch, D, N). float32 in, float32 out.
+h0 and the returned final state (batch, D, N).
+
+Precision: the inputs may be bfloat16 (mixed precision) or float32 (float64 under x64). Every
+method computes the recurrence, its state and the D/gate terms in ``promote_types(input dtype,
+float32)``: a bf16 state would lose the long-range memory the scan exists for. y is returned
+in the dtype of ``u``; the final state in the compute dtype (float32 for bf16/f32 inputs).
 
 The recurrence ``h[t] = a[t] * h[t-1] + b[t]`` is a composition of affine maps, which is
 associative: ``(a1, b1) then (a2, b2) = (a1 * a2, a2 * b1 + b2)``. ``method`` picks how it
@@ -35,6 +40,15 @@ is evaluated (all three give the same result up to float rounding, and the same 
     forward pass of compute. L need not be a multiple of ``chunk``: the tail is padded
     with identity steps (a = 1, b = 0), which leave the final state unchanged; a chunk
     larger than L is clamped to L.
+``'pallas'``
+    Fused Pallas kernels (:mod:`pansharp_jax.nn.selective_scan_pallas`): one pass over the
+    tokens per (batch, channel block) with the state in registers, the softplus, D term and
+    gate fused in, and a reverse-time Pallas kernel for reverse mode that recomputes states
+    from checkpoints every ``chunk`` tokens. Lowers through Triton on GPUs; on the CPU it
+    runs in Pallas interpret mode (correct, slow: for tests).
+``'auto'``
+    ``'pallas'`` when the default backend is a GPU, ``'sequential'`` on the CPU (the
+    fastest there), ``'associative'`` elsewhere (TPU); see :func:`resolve_method`.
 """
 
 from __future__ import annotations
@@ -48,8 +62,18 @@ import jax.numpy as jnp
 
 from pansharp_jax.errors import InputError
 
-Method = Literal["sequential", "associative", "chunked"]
-METHODS = ("sequential", "associative", "chunked")
+Method = Literal["sequential", "associative", "chunked", "pallas", "auto"]
+METHODS = ("sequential", "associative", "chunked", "pallas")
+
+
+def resolve_method(method: str, backend: str | None = None) -> str:
+    """The concrete method ``method`` runs as: ``'auto'`` becomes ``'pallas'`` on a GPU backend,
+    ``'sequential'`` on the CPU and ``'associative'`` otherwise; other names are returned as is.
+    ``backend`` defaults to ``jax.default_backend()`` (resolved at trace time)."""
+    if method != "auto":
+        return method
+    backend = jax.default_backend() if backend is None else backend
+    return {"gpu": "pallas", "cuda": "pallas", "rocm": "pallas", "cpu": "sequential"}.get(backend, "associative")
 
 
 def _dt(delta, delta_bias, delta_softplus):
@@ -229,8 +253,8 @@ def _check(u, delta, A, B, C, D, z, delta_bias, h0, method, chunk):
     def bad(msg):
         raise InputError(f"selective_scan: {msg}")
 
-    if method not in METHODS:
-        bad(f"unknown method {method!r}; expected one of {', '.join(METHODS)}")
+    if method not in (*METHODS, "auto"):
+        bad(f"unknown method {method!r}; expected auto or one of {', '.join(METHODS)}")
     if u.ndim != 3 or B.ndim != 3 or A.ndim != 2:
         bad(f"u (b, L, D), A (D, N), B/C (b, L, N); got u {u.shape}, A {A.shape}, B {B.shape}")
     b, L, d = u.shape
@@ -273,15 +297,31 @@ def selective_scan(
 
     ``h0`` (batch, D, N) is the state before the first token (zeros when None). ``chunk``
     (tokens per chunk) and ``remat`` (``jax.checkpoint`` each chunk body, trading compute
-    for memory in reverse mode) apply to ``method='chunked'`` only. ``method``, ``chunk``,
-    ``remat`` and ``return_state`` are static (Python values), everything else may be traced.
+    for memory in reverse mode) apply to ``method='chunked'``; for ``'pallas'`` ``chunk`` is
+    the spacing of the states kept for reverse mode. ``method`` (``'auto'`` resolves by
+    backend, :func:`resolve_method`), ``chunk``, ``remat`` and ``return_state`` are static
+    (Python values), everything else may be traced. Arrays may be bfloat16, float32 or
+    float64; the scan runs in float32 at least (module docstring, "Precision").
 
-    Returns y (batch, L, D), and the final state (batch, D, N) when ``return_state``.
+    Returns y (batch, L, D) in ``u``'s dtype, and the final state (batch, D, N) in the
+    compute dtype when ``return_state``.
     """
     _check(u, delta, A, B, C, D, z, delta_bias, h0, method, chunk)
+    method = resolve_method(method)
     b, L, d = u.shape
     n = A.shape[-1]
-    dtype = jnp.result_type(u, delta, A, B, C)
+    out_dtype = u.dtype
+    dtype = jnp.promote_types(jnp.result_type(u, delta, A, B, C), jnp.float32)  # state dtype
+    if method == "pallas" and L > 0:
+        from pansharp_jax.nn.selective_scan_pallas import selective_scan_pallas
+
+        # the kernels read the inputs in their own dtypes and compute in ``dtype``
+        y, hT = selective_scan_pallas(
+            u, delta, A, B, C, D, z, delta_bias, delta_softplus, h0=h0, chunk=chunk
+        )  # fmt: skip
+        return (y, hT) if return_state else y
+    cast = lambda x: None if x is None else x.astype(dtype)  # noqa: E731
+    u, delta, A, B, C, D, z, delta_bias = map(cast, (u, delta, A, B, C, D, z, delta_bias))
     h = jnp.zeros((b, d, n), dtype) if h0 is None else h0.astype(dtype)
     if L == 0:
         y, hT = jnp.zeros((b, 0, d), dtype), h
@@ -295,4 +335,5 @@ def selective_scan(
         y = y + u * D
     if z is not None:
         y = y * jax.nn.silu(z)
+    y = y.astype(out_dtype)
     return (y, hT) if return_state else y

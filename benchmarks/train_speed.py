@@ -18,9 +18,17 @@ precomputed, PanNet's high-pass filters and PNN's padding run inside
 the step on both sides, as they do inside the Flax modules. Every figure is the median over
 ``--steps`` timed updates after ``--warmup`` untimed ones.
 
+``--device gpu`` runs the PyTorch side on CUDA (when ``torch.cuda.is_available()``; JAX uses
+its default device, a GPU when the CUDA plugin is installed). ``--precision bf16`` times JAX's
+mixed-precision step (``pansharp_jax.train.precision``: bf16 compute, float32 master params
+and Adam state) and PyTorch under ``torch.autocast(bfloat16)`` with ``channels_last`` tensors
+and weights; ``--precision both`` gives the fp32 and the bf16 columns side by side. On the CPU
+the default (fp32, PyTorch on the CPU) is the table as before.
+
 Usage::
 
     python benchmarks/train_speed.py
+    python benchmarks/train_speed.py --device gpu --precision both --batch 256
     python benchmarks/train_speed.py --models fusionnet,pnn --steps 20 --batch 32 --threads 2
     python benchmarks/train_speed.py --no-torch
 
@@ -198,20 +206,33 @@ def torch_networks(torch: Any) -> dict[str, Callable[[int], Any]]:
     }  # fmt: skip
 
 
-def torch_step(torch: Any, name: str, arrays: dict[str, Any], lr: float) -> tuple[Callable[[], None], int]:
-    """(one Adam update of the PyTorch network ``name`` on NHWC NumPy ``arrays``, its parameter count)."""
+def torch_step(
+    torch: Any, name: str, arrays: dict[str, Any], lr: float, *, device: str = "cpu", bf16: bool = False
+) -> tuple[Callable[[], None], int]:
+    """(one Adam update of the PyTorch network ``name`` on NHWC NumPy ``arrays``, its parameter count).
+
+    ``device``: ``"cpu"`` or ``"cuda"``. ``bf16``: forward and loss under
+    ``torch.autocast(dtype=torch.bfloat16)``, weights and inputs in ``channels_last`` (the
+    usual fast recipe on NVIDIA GPUs); the weights and Adam state stay float32.
+    """
     torch.manual_seed(0)
     bands = arrays["lms"].shape[-1]
-    net = torch_networks(torch)[name](bands).train()
+    net = torch_networks(torch)[name](bands).train().to(device)
+    layout = torch.channels_last if bf16 else torch.contiguous_format
+    net = net.to(memory_format=layout)
     opt = torch.optim.Adam(net.parameters(), lr=lr)
     loss_fn = torch.nn.MSELoss()
-    t = {k: torch.from_numpy(v.transpose(0, 3, 1, 2).copy()) for k, v in arrays.items()}
+    t = {k: torch.from_numpy(v.transpose(0, 3, 1, 2).copy()).to(device).contiguous(memory_format=layout)
+         for k, v in arrays.items()}  # fmt: skip
+    sync = torch.cuda.synchronize if device == "cuda" else (lambda: None)
 
     def step() -> None:
         opt.zero_grad(set_to_none=True)
-        loss = loss_fn(net(t["lrms"], t["pan"], t["lms"]), t["gt"])
+        with torch.autocast(device_type=device, dtype=torch.bfloat16, enabled=bf16):
+            loss = loss_fn(net(t["lrms"], t["pan"], t["lms"]).float(), t["gt"])
         loss.backward()
         opt.step()
+        sync()
 
     return step, sum(p.numel() for p in net.parameters())
 
@@ -219,13 +240,16 @@ def torch_step(torch: Any, name: str, arrays: dict[str, Any], lr: float) -> tupl
 # ----------------------------------------------------------------------------- JAX side
 
 
-def jax_step(name: str, arrays: dict[str, Any], lr: float) -> tuple[Callable[[], None], int, float]:
-    """(one update with the trainer's jitted step for ``name``, parameter count, compile seconds)."""
+def jax_step(name: str, arrays: dict[str, Any], lr: float, precision: str = "fp32") -> tuple[Callable[[], None], int, float]:
+    """(one update with the trainer's jitted step for ``name``, parameter count, compile seconds).
+
+    ``precision``: ``"fp32"`` or ``"bf16"`` (the trainer's mixed-precision policy)."""
     import jax
     import optax
 
     from pansharp_jax.models import registry
     from pansharp_jax.train import parallel
+    from pansharp_jax.train.precision import get_policy
     from pansharp_jax.train.state import TrainState
     from pansharp_jax.train.step import make_train_step
 
@@ -242,7 +266,7 @@ def jax_step(name: str, arrays: dict[str, Any], lr: float) -> tuple[Callable[[],
     key = jax.random.PRNGKey(2)
 
     t0 = time.perf_counter()
-    compiled = make_train_step(mesh, loss="l2").lower(box["state"], batch, key).compile()
+    compiled = make_train_step(mesh, loss="l2", policy=get_policy(precision)).lower(box["state"], batch, key).compile()
     compile_s = time.perf_counter() - t0
 
     def step() -> None:
@@ -287,6 +311,9 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--lr", type=float, default=3e-4)
     p.add_argument("--threads", type=int, default=0, help="CPU threads for both frameworks (0: defaults)")
     p.add_argument("--no-torch", action="store_true", help="time JAX only")
+    p.add_argument("--device", default="cpu", choices=("cpu", "gpu"), help="gpu: PyTorch on CUDA (JAX: its default device)")
+    p.add_argument("--precision", default="fp32", choices=("fp32", "bf16", "both"),
+                   help="bf16: JAX mixed precision and PyTorch autocast bf16 + channels_last; both: two column groups")
     args = p.parse_args(argv)
     args.models = [m.strip().lower() for m in args.models.split(",") if m.strip()]
     unknown = [m for m in args.models if m not in ALL_MODELS]
@@ -326,7 +353,7 @@ def main(argv: list[str] | None = None) -> int:
     elif args.no_torch:
         print("PyTorch: skipped (--no-torch)")
     else:
-        print(f"PyTorch {torch.__version__}: CPU, {torch.get_num_threads()} thread(s)")
+        print(f"PyTorch {torch.__version__}: {torch.get_num_threads()} CPU thread(s)")
     print(f"CPUs usable: {cpus}; load average before: {' '.join(f'{x:.2f}' for x in os.getloadavg())}")
     print(f"batch {args.batch}, PAN {args.size}x{args.size}, MS {args.size // 4}x{args.size // 4}, "
           f"{args.bands} bands, MSE + Adam(lr={args.lr:g}); median of {args.steps} steps after {args.warmup} warm-up\n",
@@ -334,42 +361,56 @@ def main(argv: list[str] | None = None) -> int:
 
     arrays = make_arrays(args.batch, args.size, args.bands)
     use_torch = torch is not None and not args.no_torch
-    header = "| model | params | JAX compile s | JAX ms/step | JAX steps/s | JAX img/s |"
-    rule = "|---|---:|---:|---:|---:|---:|"
-    if use_torch:
-        header += " PyTorch ms/step | PyTorch steps/s | PyTorch img/s | JAX / PyTorch |"
-        rule += "---:|---:|---:|---:|"
+    tdev = "cpu"
+    if use_torch and args.device == "gpu":
+        if torch.cuda.is_available():
+            tdev = "cuda"
+            print(f"PyTorch device: {torch.cuda.get_device_name(0)}")
+        else:
+            print("PyTorch: CUDA is not available, its side runs on the CPU")
+    precisions = ("fp32", "bf16") if args.precision == "both" else (args.precision,)
+    header, rule = "| model | params |", "|---|---:|"
+    for prec in precisions:
+        header += f" JAX {prec} compile s | JAX {prec} ms/step | JAX {prec} img/s |"
+        rule += "---:|---:|---:|"
+        if use_torch:
+            torch_label = "PyTorch fp32" if prec == "fp32" else "PyTorch bf16+CL"
+            header += f" {torch_label} ms/step | {torch_label} img/s | {torch_label} / JAX {prec} |"
+            rule += "---:|---:|---:|"
     rows = [header, rule]
     print(header + "\n" + rule, flush=True)
     for name in args.models:
-        jstep, j_params, compile_s = jax_step(name, arrays, args.lr)
-        tstep = None
-        if use_torch:
-            tstep, t_params = torch_step(torch, name, arrays, args.lr)
-            if t_params != j_params:
-                print(f"warning: {name}: PyTorch has {t_params:,} parameters, Flax {j_params:,}", file=sys.stderr)
-        for _ in range(args.warmup):
-            jstep()
+        row = f"| {name} |"
+        for prec in precisions:
+            jstep, j_params, compile_s = jax_step(name, arrays, args.lr, prec)
+            tstep = None
+            if use_torch:
+                tstep, t_params = torch_step(torch, name, arrays, args.lr, device=tdev, bf16=prec == "bf16")
+                if t_params != j_params:
+                    print(f"warning: {name}: PyTorch has {t_params:,} parameters, Flax {j_params:,}", file=sys.stderr)
+            for _ in range(args.warmup):
+                jstep()
+                if tstep is not None:
+                    tstep()
+            # alternate the two frameworks step by step, so that a change in the machine's load
+            # during the measurement hits both alike
+            jt, tt = [], []
+            for _ in range(args.steps):
+                jt.append(timed(jstep))
+                if tstep is not None:
+                    tt.append(timed(tstep))
+            j = statistics.median(jt)
+            if prec == precisions[0]:
+                row += f" {j_params:,} |"
+            row += f" {compile_s:.1f} | {j * 1e3:.2f} | {args.batch / j:.1f} |"
             if tstep is not None:
-                tstep()
-        # alternate the two frameworks step by step, so that a change in the machine's load
-        # during the measurement hits both alike
-        jt, tt = [], []
-        for _ in range(args.steps):
-            jt.append(timed(jstep))
-            if tstep is not None:
-                tt.append(timed(tstep))
-        j = statistics.median(jt)
-        row = (f"| {name} | {j_params:,} | {compile_s:.1f} | {j * 1e3:.0f} | "
-               f"{1 / j:.2f} | {args.batch / j:.1f} |")
-        if tstep is not None:
-            t = statistics.median(tt)
-            row += f" {t * 1e3:.0f} | {1 / t:.2f} | {args.batch / t:.1f} | {t / j:.2f}x |"
+                t = statistics.median(tt)
+                row += f" {t * 1e3:.2f} | {args.batch / t:.1f} | {t / j:.2f}x |"
         rows.append(row)
         print(row, flush=True)
     print(f"\nload average after: {' '.join(f'{x:.2f}' for x in os.getloadavg())}")
     if use_torch:
-        print("JAX / PyTorch = PyTorch time per step / JAX time per step (> 1: JAX is faster).")
+        print("PyTorch / JAX = PyTorch time per step / JAX time per step (> 1: JAX is faster).")
     return 0
 
 

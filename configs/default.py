@@ -61,6 +61,12 @@ def get_config() -> ml_collections.ConfigDict:
     # every 20th up to 300, then every 50th). Saved with every checkpoint. Only for models with
     # k-means layers (cannet); evaluation always clusters afresh.
     c.cluster_cache = ml_collections.ConfigDict({"enabled": False, "policy": "10:1,100:10,300:20,50"})
+    # Mixed precision (pansharp_jax/train/precision.py): 'fp32' | 'bf16'. bf16 computes every
+    # layer in bfloat16; parameters, optimizer state, loss and metrics stay float32.
+    c.precision = "fp32"
+    # float32 matmuls / convs: 'default' (the backend's: TF32 on recent NVIDIA GPUs) | 'tf32' |
+    # 'highest' (full float32). No effect on CPU.
+    c.matmul_precision = "default"
     c.steps = 100_000
     c.batch_size = 32  # global: summed over all devices and hosts
     c.log_every = 50

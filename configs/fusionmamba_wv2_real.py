@@ -4,7 +4,7 @@ Same Wald-reduced patches of ``fr/wv2_pnn.mat`` and held-out right quarter as th
 run, so the tables compare. Optimisation: the authors' Adam lr 5e-4 and L1 loss, with the
 shared cosine schedule (our choice: the run is far shorter than their 500 epochs), batch 8 and
 1,000 steps by default so that it fits a CPU session; the model runs the scan method 'auto'
-(sequential on CPU, associative on accelerators).
+(the config default: sequential on CPU, chunked with remat on accelerators).
 """
 
 import ml_collections

@@ -5,8 +5,9 @@ weight decay), StepLR halving every 200 epochs, 500 epochs, batch 32. In steps, 
 9,714 WV3 training samples (303 steps per epoch at batch 32): halving every 60,600 steps,
 151,500 steps in all. Their optional ERGAS loss term (weight 1e-4) is off by default, as here.
 Model: the released sizes (``registry.default_config('fusionmamba')``), selective scan
-``associative`` (the accelerator choice; ``--config.model.scan_method=sequential`` compiles
-faster on CPU). Data files: see ``default.pancollection``.
+``auto`` (sequential on CPU, chunked with remat on accelerators: the train step at batch 32
+plans ~12 GiB of temporaries, see ``pansharp_jax.models.fusion_mamba``; ``associative`` keeps
+~100 GiB for the backward pass at this batch). Data files: see ``default.pancollection``.
 """
 
 import ml_collections

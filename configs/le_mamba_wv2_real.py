@@ -3,8 +3,9 @@
 Data as ``fusionnet_wv2_real`` (Wald-reduced patches of ``fr/wv2_pnn.mat``, right quarter held
 out). Optimisation: the authors' AdamW / gradient clipping / cosine settings
 (``le_mamba_wv3.le_mamba_recipe``), batch 8 and 1,000 steps by default so that it fits a CPU
-session; drop path off for so short a run (our choice); scan 'sequential' (the CPU's fastest;
-``--config.model.scan_method=associative`` on accelerators).
+session; drop path off for so short a run (our choice); scan 'sequential' (the CPU's fastest, and
+what the default 'auto' picks on CPU; ``--config.model.scan_method=auto`` picks chunked with
+remat on accelerators; 'associative' keeps (b, L, D, N) arrays for the backward pass).
 """
 
 import ml_collections

@@ -4,7 +4,10 @@ The data are those of ``fusionnet_wv2_real.py`` (``fr/wv2_pnn.mat``, right quart
 The model learns the bridge from the patches' LMS to their GT (its own objective,
 :mod:`pansharp_jax.generative.sb_matching`); validation scores the mean of ``eval_samples``
 few-step draws with a fixed key, so that evaluations are comparable. The bridge schedule
-(symmetric, total variance 0.01) is a placeholder until the paper's is known.
+(symmetric, total variance 0.001; the model's default) is our choice until the paper's is
+known. For a short run set the schedule's length with the run's: the CPU result in the README is
+``--steps 1500 --config.batch_size=8 --config.data.patch=32 --config.optim.lr=1e-3
+--config.optim.warmup_steps=100`` (the cosine decays over ``--steps``).
 
 Forms: ``configs/sbm_wv2_real.py`` (UNet width 32, 3 levels; 5-step SDE sampler),
 ``:ode`` (the deterministic one-step OT-ODE output for validation and ``fuse``), ``:smoke``

@@ -19,6 +19,10 @@ run on the same inputs through the method API.
   grouped by that scene, with the best classical value of the scene beside it.
 * ``--quick``: four classical methods (EXP, GSA, BT-H, MTF-GLP-FS) and the full-resolution
   table on the central 512 x 512 PAN pixels only.
+* ``--fr-crop SIDE``: the full-resolution table on the central SIDE x SIDE PAN pixels (every
+  classical method; for methods too slow for the whole scene on a CPU, e.g. SSDiff's tiled
+  10-step sampler); ``--no-reduced``: the full-resolution table only (the reduced-resolution
+  rows of ``--reduced`` runs are those of ``experiments/real_scene_wv2.py``).
 
 Writes ``<out>/crossdiff_tables.md`` and ``.json`` and prints the Markdown::
 
@@ -107,14 +111,18 @@ def reduced_rows(runs: list[tuple[str, Any]], inp: dict[str, Any], quick: bool) 
     return rows
 
 
-def full_rows(runs: list[tuple[str, Any]], scene_path: str, sensor: str, quick: bool) -> tuple[list[tuple[str, dict[str, float]]], str]:
-    """Full-resolution scores on the whole scene (``--quick``: its central 512 x 512 PAN pixels)."""
+def full_rows(
+    runs: list[tuple[str, Any]], scene_path: str, sensor: str, quick: bool, crop: int = 0
+) -> tuple[list[tuple[str, dict[str, float]]], str]:
+    """Full-resolution scores on the whole scene (``crop`` > 0, or 512 with ``quick``: its
+    central ``crop`` x ``crop`` PAN pixels; a multiple of 32 x ratio)."""
     scene = load_scene(scene_path, sensor=sensor)
     lrms, pan, r = np.asarray(scene.lrms), np.asarray(scene.pan), int(scene.ratio)
     where = f"whole scene, PAN {pan.shape[0]}x{pan.shape[1]}"
-    if quick:
+    crop = crop or (512 if quick else 0)
+    if crop:
         h, w = lrms.shape[:2]
-        q = 512 // r
+        q = crop // r
         r0, c0 = (h - q) // 2, (w - q) // 2
         lrms, pan = lrms[r0 : r0 + q, c0 : c0 + q], pan[r0 * r : (r0 + q) * r, c0 * r : (c0 + q) * r]
         where = f"central {pan.shape[0]}x{pan.shape[1]} PAN pixels"
@@ -133,6 +141,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--cross", action="append", default=[], metavar="LABEL=WORKDIR", help="heads for the cross-sensor table")
     p.add_argument("--scene", default="fr/wv2_pnn.mat", help="scene of tables 1/2 (relative: under $PANSHARP_DATA)")
     p.add_argument("--sensor", default="WV2")
+    p.add_argument("--fr-crop", type=int, default=0, help="full resolution on the central SIDE x SIDE PAN pixels (0: whole scene)")
+    p.add_argument("--no-reduced", action="store_true", help="only the full-resolution table for --reduced runs")
     p.add_argument("--quick", action="store_true", help="4 classical methods; full resolution on a 512 x 512 crop")
     p.add_argument("--no-full", action="store_true", help="skip the full-resolution table")
     p.add_argument("--out", default="runs/crossdiff_tables")
@@ -146,13 +156,14 @@ def main(argv: list[str] | None = None) -> int:
         cfg.data.scene, cfg.data.sensor = args.scene, args.sensor
         inp = heldout_inputs(cfg)
         labelled = [(f"{label} ({note})", m) for label, m, _, note in runs]
-        rows = reduced_rows(labelled, inp, args.quick)
-        box = inp["box"]
-        md.append(f"## Reduced resolution: held-out quarter of `{args.scene}` (MS rows {box.r0}:{box.r1}, cols "
-                  f"{box.c0}:{box.c1}; Wald-reduced; border cut 0)\n\n{fmt(rows, RR_KEYS)}")  # fmt: skip
-        report["reduced"] = dict(rows)
+        if not args.no_reduced:
+            rows = reduced_rows(labelled, inp, args.quick)
+            box = inp["box"]
+            md.append(f"## Reduced resolution: held-out quarter of `{args.scene}` (MS rows {box.r0}:{box.r1}, cols "
+                      f"{box.c0}:{box.c1}; Wald-reduced; border cut 0)\n\n{fmt(rows, RR_KEYS)}")  # fmt: skip
+            report["reduced"] = dict(rows)
         if not args.no_full:
-            frows, where = full_rows(labelled, args.scene, args.sensor, args.quick)
+            frows, where = full_rows(labelled, args.scene, args.sensor, args.quick, args.fr_crop)
             md.append(f"\n## Full resolution: `{args.scene}`, {where} (products clipped to [0, 1])\n\n{fmt(frows, FR_KEYS)}")
             report["full"] = {"where": where, "scores": dict(frows)}
     cross = [(label, *load_run(path)) for label, path in parse_runs(args.cross)]

@@ -79,8 +79,9 @@ def released_weights(name: str, sensor: str) -> Path | None:
     return path if path.is_file() else None
 
 
-def analyse(method: Any, scene: Any, learned: bool, size: int) -> dict[str, Any]:
-    """Scores and HyRA summaries of one method (see module docstring)."""
+def analyse(method: Any, scene: Any, learned: bool, size: int, batch: int = 8) -> dict[str, Any]:
+    """Scores and HyRA summaries of one method (see module docstring); ``batch``: impulse
+    responses measured per call (memory grows with it)."""
     row: dict[str, Any] = {"method": method.name, "label": method.label, "kind": "learned" if learned else "classical"}
     method.fuse(scene, clip=False)  # compiled
     t0 = time.perf_counter()
@@ -92,12 +93,12 @@ def analyse(method: Any, scene: Any, learned: bool, size: int) -> dict[str, Any]
     row["FSDS"] = metrics.fsds_scores(product, scene.gt)["FSDS"]
     row["FSDS_all_bands"] = metrics.fsds(product, scene.gt)
     t0 = time.perf_counter()
-    res = hyra(method, scene, size=size, background="scene", output=raw)
+    res = hyra(method, scene, size=size, background="scene", output=raw, batch=batch)
     row["hyra_scene"] = res.summary
     row["result"] = res
     if learned:
         try:
-            row["hyra_flat"] = hyra(method, scene, size=size, background="flat", output=raw).summary
+            row["hyra_flat"] = hyra(method, scene, size=size, background="flat", output=raw, batch=batch).summary
         except InputError as e:
             row["hyra_flat"] = {"error": str(e)}
     row["hyra_seconds"] = time.perf_counter() - t0
@@ -238,6 +239,8 @@ def main(argv: list[str] | None = None) -> int:
                     help="a project-trained checkpoint of registry model NAME (repeatable); analysed as '<label> (ours, <sensor>)'")
     ap.add_argument("--previous", help="an earlier frequency_report.json of the same scene: its rows join the tables, "
                     "rank correlations and scatter (not the profile plots); methods analysed now replace theirs")
+    ap.add_argument("--batch", type=int, default=8,
+                    help="impulse responses per call (default 8; 1 for models whose vmapped derivatives do not fit in memory)")
     ap.add_argument("--max-seconds", type=float, default=300.0, help="skip a model whose analysis would take longer (estimated from one fusion)")
     args = ap.parse_args(argv)
     out = Path(args.out)
@@ -280,7 +283,7 @@ def main(argv: list[str] | None = None) -> int:
                 notes.append(f"{method.label}: skipped, one fusion takes {once:.0f} s (analysis about {estimate:.0f} s > {args.max_seconds:.0f} s)")
                 continue
             print(f"{method.label} ...", file=sys.stderr, flush=True)
-            rows.append(analyse(method, scene, learned, args.size))
+            rows.append(analyse(method, scene, learned, args.size, args.batch))
         except InputError as e:
             notes.append(f"{name}: {e}")
     if args.previous:

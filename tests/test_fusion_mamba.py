@@ -477,3 +477,39 @@ def test_cli_fuse_with_released_weights(weights_dir: Path, data_dir: Path, tmp_p
     # the CLI output is the network output (clipped to [0, 1] like the official test script)
     np.testing.assert_allclose(np.clip(fused, 0, 1), direct, atol=1e-5)
     assert 0.05 < float(fused.mean()) < 0.95
+
+
+def test_lean_reverse_mode_pieces_match_plain_autodiff() -> None:
+    """The conv+SiLU and softplus with hand-written reverse modes (training memory) give the
+    gradients of the plain formulas, written out here as shifted sums."""
+    from pansharp_jax.models.fusion_mamba import causal_conv_silu, softplus_keep_output
+
+    x = jax.random.normal(KEY(20), (2, 9, 3))
+    w, b = jax.random.normal(KEY(21), (4, 3)), jax.random.normal(KEY(22), (3,))
+
+    def plain(x, w, b):  # PyTorch Conv1d(padding=k-1)[..., :L], then SiLU
+        xp = jnp.concatenate([jnp.zeros((2, 3, 3)), x], axis=1)
+        pre = sum(w[j] * xp[:, j : j + 9] for j in range(4)) + b
+        return pre * jax.nn.sigmoid(pre)
+
+    np.testing.assert_allclose(causal_conv_silu(x, w, b), plain(x, w, b), atol=1e-6)
+    g_new = jax.grad(lambda *a: jnp.sum(jnp.sin(causal_conv_silu(*a))), (0, 1, 2))(x, w, b)
+    g_ref = jax.grad(lambda *a: jnp.sum(jnp.sin(plain(*a))), (0, 1, 2))(x, w, b)
+    for a, r in zip(g_new, g_ref):
+        np.testing.assert_allclose(a, r, atol=1e-5)
+    t = jnp.linspace(-30.0, 30.0, 61)
+    g = jax.grad(lambda v: jnp.sum(jnp.cos(softplus_keep_output(v))))(t)
+    ref = -jnp.sin(jnp.log1p(jnp.exp(t))) / (1.0 + jnp.exp(-t))
+    np.testing.assert_allclose(g, ref, rtol=1e-5, atol=1e-7)
+
+
+def test_auto_scan_method_per_backend() -> None:
+    """'auto' (the config default): sequential on CPU; chunked with remat elsewhere (never the
+    associative scan, which keeps (N, L, d, d_state) arrays for the backward pass)."""
+    from pansharp_jax.models.fusion_mamba import resolve_auto_scan
+
+    assert registry.default_config("fusionmamba").scan_method == "auto"
+    assert resolve_auto_scan("cpu") == ("sequential", False)
+    assert resolve_auto_scan("gpu") == resolve_auto_scan("tpu") == ("chunked", True)
+    if jax.default_backend() == "cpu":
+        assert registry.build_model(registry.default_config("fusionmamba")).scan_method == "sequential"

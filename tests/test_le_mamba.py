@@ -251,3 +251,14 @@ def test_config_is_checked() -> None:
     with pytest.raises(InputError, match="enc_blocks"):
         build_le_mamba(small_config(enc_blocks=(1, 1)))
     assert registry.default_config("le_mamba").size == "small"
+
+
+def test_auto_scan_method_per_backend() -> None:
+    """'auto' (the config default): sequential on CPU; chunked with remat elsewhere."""
+    from pansharp_jax.models.le_mamba import resolve_auto_scan
+
+    assert registry.default_config("le_mamba").scan_method == "auto"
+    assert resolve_auto_scan("cpu") == ("sequential", False)
+    assert resolve_auto_scan("gpu") == ("chunked", True)
+    if jax.default_backend() == "cpu":
+        assert build_le_mamba(registry.default_config("le_mamba")).scan_method == "sequential"

@@ -14,7 +14,7 @@ from pansharp_jax.errors import InputError
 from pansharp_jax.generative import sb_matching as sb
 from pansharp_jax.models import registry
 
-V = 0.01
+V = 0.01  # the tests' bridge variance, given explicitly (not the model's default)
 
 
 def frac_ref(t: np.ndarray, shape: str) -> np.ndarray:
@@ -77,7 +77,7 @@ def random_params(model: sb.SBM, *inputs: jax.Array, seed: int = 0) -> dict:
 
 def tiny_model(bands: int = 4, **kw: object) -> sb.SBM:
     cfg = registry.default_config("sbm")
-    cfg.update(dict(bands=bands, base=8, mults=(1, 2), eval_steps=2, eval_samples=2, **kw))
+    cfg.update(dict(bands=bands, base=8, mults=(1, 2), eval_steps=2, eval_samples=2, bridge_var=V, **kw))
     return registry.build_model(cfg)
 
 

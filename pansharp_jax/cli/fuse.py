@@ -15,6 +15,10 @@ window; ``--tile N`` fuses N x N cores with the method's overlap margin, and
 ``--max-memory GiB`` picks the largest tile whose planned memory fits (whole scene when
 it fits). An existing output is replaced only with ``--overwrite``; an input is never
 written over. In a catalogue, finished products are skipped, so a killed run resumes.
+
+Learned models take ``--precision bf16`` (parameters and inputs cast to bfloat16, every layer
+computing in bf16, the output float32; see :mod:`pansharp_jax.train.precision`) and
+``--matmul-precision`` (``default`` | ``tf32`` | ``highest``: float32 matmuls and convs).
 """
 
 from __future__ import annotations
@@ -53,6 +57,9 @@ def add_parser(sub: Any, parents: list[argparse.ArgumentParser]) -> None:
     input_args(p, many=True)
     p.add_argument("--method", "-m", required=True, help="method name (see the list below)")
     model_args(p)
+    g = p.add_argument_group("precision (learned methods)")
+    g.add_argument("--precision", choices=("fp32", "bf16"), default=None, help="compute precision of a learned model: fp32 (default) or bf16 (float32 parameters cast to bfloat16; float32 output)")
+    g.add_argument("--matmul-precision", choices=("default", "tf32", "highest"), default=None, help="float32 matmuls/convs: the backend's default (TF32 on recent NVIDIA GPUs), tf32, or highest (full float32); no effect on CPU")
     p.add_argument("--out", "-o", required=True, metavar="OUT", help="output file: .tif (DN Cloud-Optimized GeoTIFF), .mat (I_F in DN) or .npz (fused on [0, 1]); a folder for a catalogue")
     p.add_argument("--format", default=".tif", choices=(".tif", ".mat", ".npz"), help="product format in a catalogue (default: .tif)")
     p.add_argument("--no-clip", action="store_true", help="keep the raw values (default: clip products to [0, 1])")
@@ -134,8 +141,9 @@ def cmd_fuse(args: argparse.Namespace) -> int:
         return _fuse_catalogue(args)
     inputs = [input_path(args.input)] + ([input_path(args.pan)] if args.pan else [])
     out = output_file(args.out, overwrite=args.overwrite, inputs=inputs)
-    method = resolve(args.method, weights=args.weights, ckpt=args.ckpt)
+    method = resolve(args.method, weights=args.weights, ckpt=args.ckpt, **_precision_options(args))
     say_origin(method)
+    _say_precision(method)
     line = fuse_one(method, args, inputs[0], inputs[1] if len(inputs) > 1 else None, out)
     console().print(line, markup=False)
     return 0
@@ -150,8 +158,9 @@ def _fuse_catalogue(args: argparse.Namespace) -> int:
     out_dir, created = output_dir(args.out)
     if created:
         console().print(f"created {out_dir}/", markup=False)
-    method = resolve(args.method, weights=args.weights, ckpt=args.ckpt)  # one method, compiled once per shape
+    method = resolve(args.method, weights=args.weights, ckpt=args.ckpt, **_precision_options(args))  # one method, compiled once per shape
     say_origin(method)
+    _say_precision(method)
     done = skipped = 0
     t0 = time.perf_counter()
     for k, (scene, pan) in enumerate(scenes, 1):
@@ -167,6 +176,19 @@ def _fuse_catalogue(args: argparse.Namespace) -> int:
         done += 1
     console().print(f"catalogue: {done} fused, {skipped} skipped (already there) in {time.perf_counter() - t0:.1f} s -> {out_dir}", markup=False)
     return 0
+
+
+def _say_precision(method: Any) -> None:
+    """One line when a learned method computes in a reduced precision (its tags say so)."""
+    tags = method.tags or {}
+    if tags.get("precision", "fp32") != "fp32":
+        mm = tags.get("matmul_precision", "default")
+        console().print(f"{method.label}: computing in {tags['precision']} (float32 parameters; matmul precision {mm})", markup=False)
+
+
+def _precision_options(args: argparse.Namespace) -> dict[str, str | None]:
+    """``--precision`` / ``--matmul-precision`` as :func:`~pansharp_jax.methods.resolve` options (None: not given)."""
+    return {"precision": getattr(args, "precision", None), "matmul_precision": getattr(args, "matmul_precision", None)}
 
 
 def _source_for(args: argparse.Namespace, scene_path: Path, pan_path: Path | None) -> tuple[Any, Any]:

@@ -14,6 +14,10 @@ guide ``pan`` (H, W, K). :class:`MhifSource` provides
 :meth:`~MhifMethod.fuse_arrays` takes a guide with any number of bands. The source is asked
 before the built-in ones (``sources.py`` registers it first) so that ``infn`` / ``feinfn`` get
 an MHIF runner instead of the pan-sharpening one.
+
+``precision="bf16"`` (``pansharp fuse --precision bf16``) runs the learned models in bf16 as
+the pan-sharpening ones do (:mod:`pansharp_jax.methods.sources`); the bicubic ``lms`` is made
+in float32 before the cast.
 """
 
 from __future__ import annotations
@@ -100,31 +104,53 @@ def _apply(module: Any, params: Any, lrms: Any, pan: Any, ratio: int) -> Any:
 
 
 def mhif_from_params(
-    name: str, params: Any, model_config: Any, *, origin: str = "parameters in memory", tags: Mapping[str, str] | None = None
+    name: str,
+    params: Any,
+    model_config: Any,
+    *,
+    origin: str = "parameters in memory",
+    tags: Mapping[str, str] | None = None,
+    precision: Any = None,
 ) -> MhifMethod:
-    """An :class:`MhifMethod` for a registered MHIF model (``infn``, ``feinfn``) with parameters at hand."""
-    from pansharp_jax.methods.sources import _model_label, _provenance
+    """An :class:`MhifMethod` for a registered MHIF model (``infn``, ``feinfn``) with parameters at hand.
+
+    ``precision``: None / ``"fp32"``, ``"bf16"`` or a :class:`~pansharp_jax.train.precision.Policy`
+    (as :func:`~pansharp_jax.methods.sources.from_params`).
+    """
+    from pansharp_jax.data.resize import imresize_bicubic
+    from pansharp_jax.methods.sources import _fp32, _model_label, _provenance, as_policy, fuse_with_policy
     from pansharp_jax.models import registry
 
     module = registry.build_model(model_config)
     if isinstance(params, dict) and set(params) == {"params"}:
         params = params["params"]
+    policy = as_policy(precision)
+    mixed = policy != _fp32()
+
+    def run(lrms: Any, pan: Any, ratio: int) -> Any:
+        if mixed:
+            return fuse_with_policy(params, lrms, pan, model_config=model_config, policy=policy, upsample=imresize_bicubic)
+        return _apply(module, params, lrms, pan, int(ratio))
 
     def fuse_batch(lrms: np.ndarray, pan: np.ndarray, sensor: Any, ratio: int, lms: Any = None) -> np.ndarray:
         del sensor, lms  # the network's lms is always the bicubic HSI_up of the LR-HSI it gets
-        return np.asarray(_apply(module, params, np.asarray(lrms, np.float32), np.asarray(pan, np.float32), int(ratio)))
+        return np.asarray(run(np.asarray(lrms, np.float32), np.asarray(pan, np.float32), int(ratio)))
 
     def jax_fn(sensor: Any, ratio: int) -> Any:
-        return lambda lrms, pan: _apply(module, params, lrms, pan, int(ratio))
+        return lambda lrms, pan: run(lrms, pan, int(ratio))
 
     blocks = int(model_config.get("blocks", 4))
     label = _model_label(name)
     global_rf = name == "feinfn"  # FFTs over the whole image
+    tags = dict(tags) if tags is not None else _provenance(name, label, "mhif")
+    if mixed:
+        tags.update(precision=policy.precision, matmul_precision=policy.matmul_precision)
+        origin = f"{origin}, {policy.describe()}"
     return MhifMethod(
         name, label, fuse_batch, "mhif",
         margin_fn=(lambda r: 32 * r) if global_rf else (lambda r: (2 * blocks + 5) * r),
         receptive=GLOBAL if global_rf else LOCAL, bands=int(model_config.bands), origin=origin,
-        tags=dict(tags) if tags is not None else _provenance(name, label, "mhif"), jax_fn=jax_fn,
+        tags=tags, jax_fn=jax_fn,
     )  # fmt: skip
 
 
@@ -132,7 +158,7 @@ class MhifSource:
     """MHIF classical baselines and ``infn`` / ``feinfn`` checkpoints (``ckpt=WORKDIR``)."""
 
     name = "mhif"
-    options: tuple[str, ...] = ("weights", "ckpt")
+    options: tuple[str, ...] = ("weights", "ckpt", "precision", "matmul_precision")
 
     def names(self) -> list[str]:
         return [*CLASSICAL, *MODELS]
@@ -145,9 +171,12 @@ class MhifSource:
             return _classical(name)
         if name not in MODELS:
             return None
-        other = [k for k in used if k not in ("weights", "ckpt")]
+        other = [k for k in used if k not in self.options]
         if other:
             raise InputError(f"method '{name}' takes no {', '.join('--' + o for o in other)}")
+        from pansharp_jax.methods.sources import option_policy
+
+        policy = option_policy(opts)  # a bad name fails before the checkpoint is read
         if opts.get("weights") is not None:
             raise InputError(f"no released weights for {name}: train one (pansharp train) and give --ckpt WORKDIR")
         if opts.get("ckpt") is None:
@@ -164,4 +193,4 @@ class MhifSource:
         origin = f"checkpoint {where} ({restored.which}, step {restored.step})"
         tags = _provenance(name, _model_label(name), "mhif", checkpoint=f"{Path(ckpt).name} step {restored.step} ({restored.which})")
         tags = {**tags, "trained_sensor": "", "trained_ratio": str(data.get("ratio") or "")}
-        return mhif_from_params(name, restored.params, restored.model_config, origin=origin, tags=tags)
+        return mhif_from_params(name, restored.params, restored.model_config, origin=origin, tags=tags, precision=policy)

@@ -26,6 +26,13 @@ with ``samples``/``steps`` static (use
 ``Method.generative`` and ``Method.sample_batch`` (jitted once per method), which
 :meth:`Method.sample` and ``pansharp sample`` call; ``fuse`` keeps using the module's
 ``__call__`` (a deterministic output). Examples: ``sbm`` (:class:`~pansharp_jax.generative.sb_matching.SBM`).
+
+Precision (learned models): ``resolve(name, ..., precision="bf16", matmul_precision=...)``
+(``pansharp fuse --precision bf16``) or ``from_params(..., precision=)`` fuse with the
+parameters and the inputs cast to bf16 and every layer computing in bf16
+(:class:`~pansharp_jax.train.precision.Policy`); ``lms`` is upsampled in float32 before the
+cast and the output is float32. The products' tags say ``precision``. ``sample`` (the
+generative samplers) stays float32. Classical methods run in float64 and take no precision.
 """
 
 from __future__ import annotations
@@ -177,7 +184,7 @@ class ModelSource:
     (a training workdir: its best checkpoint by ``checkpoint.best_metric``, else the latest)."""
 
     name = "model"
-    options = ("weights", "ckpt")
+    options = ("weights", "ckpt", "precision", "matmul_precision")
 
     def names(self) -> list[str]:
         from pansharp_jax.models import registry
@@ -191,6 +198,7 @@ class ModelSource:
         other = sorted(k for k in used if k not in self.options)
         if other:
             raise InputError(f"method '{name}' takes no {', '.join('--' + o for o in other)}")
+        policy = option_policy(used)  # a bad name fails before any weights are read
         label = _model_label(name)
         weights, ckpt = used.get("weights"), used.get("ckpt")
         if weights is not None and ckpt is not None:
@@ -227,7 +235,7 @@ class ModelSource:
             trained_ratio = data.get("ratio")
             tags = _provenance(name, label, self.name, checkpoint=f"{Path(ckpt).name} step {restored.step} ({restored.which})")
         tags = {**tags, "trained_sensor": str(trained_sensor or ""), "trained_ratio": str(trained_ratio or "")}
-        return from_params(name, params, cfg, label=label, origin=origin, trained_sensor=trained_sensor, tags=tags)
+        return from_params(name, params, cfg, label=label, origin=origin, trained_sensor=trained_sensor, tags=tags, precision=policy)
 
 
 def from_params(
@@ -239,21 +247,94 @@ def from_params(
     origin: str = "parameters in memory",
     trained_sensor: str | None = None,
     tags: Mapping[str, str] | None = None,
+    precision: Any = None,
 ) -> Method:
     """A :class:`Method` for a registered model with parameters at hand (a notebook's
-    freshly trained ones, say): what :class:`ModelSource` builds from weights or a checkpoint."""
+    freshly trained ones, say): what :class:`ModelSource` builds from weights or a checkpoint.
+
+    ``precision``: ``"fp32"`` (None, the default) or ``"bf16"``, or a
+    :class:`~pansharp_jax.train.precision.Policy` (with its matmul precision): the precision
+    ``fuse`` computes in (module docstring). The parameters stay as given.
+    """
     key = normalise(name)
     label = label or _model_label(key)
     cfg = model_config
+    policy = as_policy(precision)
     model_ratio = cfg.get("ratio") if hasattr(cfg, "get") else None
+    tags = dict(tags) if tags is not None else _provenance(key, label, "model")
+    if policy != _fp32():
+        tags["precision"] = policy.precision
+        tags["matmul_precision"] = policy.matmul_precision
+        origin = f"{origin}, {policy.describe()}"
     return Method(
-        key, label, _model_fuse_batch(params, cfg), "model",
+        key, label, _model_fuse_batch(params, cfg, policy), "model",
         margin_fn=_model_margin(key, params, cfg), receptive=GLOBAL if key in GLOBAL_MODEL_MARGINS else LOCAL,
         bands=int(cfg.bands), ratio=int(model_ratio) if model_ratio is not None else None,
         trained_sensor=str(trained_sensor) if trained_sensor else None, origin=origin,
-        tags=dict(tags) if tags is not None else _provenance(key, label, "model"),
-        jax_fn=_model_jax_fn(params, cfg), **_model_sampler(params, cfg),
+        tags=tags, jax_fn=_model_jax_fn(params, cfg, policy), **_model_sampler(params, cfg),
     )  # fmt: skip
+
+
+def _fp32() -> Any:
+    from pansharp_jax.train.precision import FP32
+
+    return FP32
+
+
+def as_policy(precision: Any = None, matmul_precision: str | None = None) -> Any:
+    """A :class:`~pansharp_jax.train.precision.Policy` from ``precision`` (None, ``"fp32"``,
+    ``"bf16"`` or a Policy) and ``matmul_precision`` (None: ``"default"``, or that of a given
+    Policy); InputError naming ``precision`` / ``matmul_precision`` for other values."""
+    from pansharp_jax.train.precision import Policy, get_policy
+
+    if isinstance(precision, Policy):
+        if matmul_precision is None:
+            return precision
+        precision = precision.precision
+    return get_policy(precision or "fp32", matmul_precision or "default")
+
+
+def option_policy(opts: Mapping[str, Any]) -> Any:
+    """The policy of a source's ``precision`` / ``matmul_precision`` options (absent: float32)."""
+    return as_policy(opts.get("precision"), opts.get("matmul_precision"))
+
+
+@functools.lru_cache(maxsize=1)
+def _jitted_policy_fuse() -> Any:
+    """``(module, params, lrms, pan, lms, *, ratio, policy, upsample) -> hrms`` jitted (all but
+    the arrays static): ``lms`` (None: ``upsample(lrms, ratio)``, in float32), then
+    :func:`~pansharp_jax.train.precision.apply_model` under ``policy``; float32 out."""
+    import jax
+
+    from pansharp_jax.train.precision import apply_model
+
+    def run(module: Any, params: Any, lrms: Any, pan: Any, lms: Any, *, ratio: int, policy: Any, upsample: Any) -> Any:
+        lms = upsample(lrms, ratio) if lms is None else lms
+        return apply_model(module, params, lrms, pan, lms, policy=policy)
+
+    return jax.jit(run, static_argnames=("module", "ratio", "policy", "upsample"))
+
+
+def fuse_with_policy(
+    params: Any, lrms: Any, pan: Any, *, model_config: Any, policy: Any, lms: Any = None, upsample: Any = None
+) -> Any:
+    """The network's raw output, (N, H, W, C) float32 on the [0, 1] scale, for float (N, h, w, C)
+    ``lrms`` and (N, H, W, K) ``pan`` computed under ``policy`` (a
+    :class:`~pansharp_jax.train.precision.Policy`). ``lms`` (N, H, W, C): None makes it with
+    ``upsample(lrms, ratio)`` (default :func:`~pansharp_jax.classical.upsample_ms`) in float32."""
+    import jax.numpy as jnp
+
+    from pansharp_jax.classical import upsample_ms
+    from pansharp_jax.models import registry
+
+    module = registry.build_model(model_config)
+    if isinstance(params, dict) and set(params) == {"params"}:
+        params = params["params"]
+    lrms, pan = jnp.asarray(lrms, jnp.float32), jnp.asarray(pan, jnp.float32)
+    lms = None if lms is None else jnp.asarray(lms, jnp.float32)
+    ratio = int(pan.shape[1] // max(lrms.shape[1], 1))
+    fn = _jitted_policy_fuse()
+    return fn(module, params, lrms, pan, lms, ratio=ratio, policy=policy, upsample=upsample or upsample_ms)
 
 
 def _model_sampler(params: Any, cfg: Any) -> dict[str, Any]:
@@ -286,22 +367,27 @@ def _model_sampler(params: Any, cfg: Any) -> dict[str, Any]:
     return {"generative": True, "sample_batch": sample_batch}
 
 
-def _model_fuse_batch(params: Any, cfg: Any) -> Any:
+def _model_fuse_batch(params: Any, cfg: Any, policy: Any) -> Any:
     def fuse_batch(lrms: np.ndarray, pan: np.ndarray, sensor: Any, ratio: int, lms: Any = None) -> np.ndarray:
         from pansharp_jax.models import fuse
 
         del sensor, ratio  # the network sees only the arrays
         lms = None if lms is None else np.asarray(lms, np.float32)
-        return np.asarray(fuse(params, np.asarray(lrms, np.float32), np.asarray(pan, np.float32), model_config=cfg, lms=lms))
+        lrms, pan = np.asarray(lrms, np.float32), np.asarray(pan, np.float32)
+        if policy != _fp32():
+            return np.asarray(fuse_with_policy(params, lrms, pan, model_config=cfg, policy=policy, lms=lms))
+        return np.asarray(fuse(params, lrms, pan, model_config=cfg, lms=lms))
 
     return fuse_batch
 
 
-def _model_jax_fn(params: Any, cfg: Any) -> Any:
+def _model_jax_fn(params: Any, cfg: Any, policy: Any) -> Any:
     def make(sensor: Any, ratio: int) -> Any:
         from pansharp_jax.models import fuse
 
         del sensor, ratio
+        if policy != _fp32():
+            return lambda lrms, pan: fuse_with_policy(params, lrms, pan, model_config=cfg, policy=policy)
         return lambda lrms, pan: fuse(params, lrms, pan, model_config=cfg)
 
     return make
@@ -367,7 +453,9 @@ def resolve(name: str, *, weights: str | Path | None = None, ckpt: str | Path | 
       weights: released PyTorch weights of a learned method (relative paths are also
         looked up under ``$PANSHARP_WEIGHTS``).
       ckpt: a ``pansharp train`` workdir.
-      **options: options of other sources. None values count as not given.
+      **options: options of other sources, e.g. ``precision="bf16"`` and
+        ``matmul_precision="highest"`` for learned models (module docstring). None values
+        count as not given.
 
     Raises:
       InputError: unknown method (the message lists the known ones), or options the

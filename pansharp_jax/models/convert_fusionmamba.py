@@ -68,7 +68,7 @@ def infer_fusionmamba_config(state_dict: Mapping[str, Any]) -> ml_collections.Co
     cfg.bands, cfg.guide_bands, cfg.ratio, cfg.dim = int(bands), int(guide), ratio, int(dim)
     cfg.d_state, cfg.d_conv, cfg.expand, cfg.depth = int(d_state), int(d_conv), int(d_inner) // int(dim), depth
     cfg.variant = "420" if any(k.startswith("spe_attn.") for k in sd) else "400"
-    cfg.scan_method = "auto"  # inference: the sequential scan on CPU (fastest, least memory there)
+    cfg.scan_method = "auto"  # sequential on CPU (fastest, least memory there); chunked + remat elsewhere
     return cfg
 
 

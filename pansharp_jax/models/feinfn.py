@@ -105,6 +105,7 @@ def amplitude_phase(x: jax.Array, norm: str = "backward") -> tuple[jax.Array, ja
 
 def from_amplitude_phase(amp: jax.Array, phase: jax.Array, norm: str = "backward") -> jax.Array:
     """``|iFFT2(amp e^{i phase})|`` over H, W of (N, H, W, C): float32 (N, H, W, C)."""
+    amp, phase = amp.astype(jnp.float32), phase.astype(jnp.float32)  # no bf16 complex / FFT in XLA
     spec = jax.lax.complex(amp * jnp.cos(phase), amp * jnp.sin(phase))
     out = jnp.fft.ifft2(spec, axes=(1, 2), norm=norm)
     return _safe_abs(jnp.real(out), jnp.imag(out))

@@ -51,12 +51,13 @@ if_devide_out=True, use_norm=True``, no in/out projection biases:
 The S6 recurrence is :func:`pansharp_jax.nn.selective_scan.selective_scan`. Config knobs
 (numerics identical up to float rounding):
 
-* ``scan_method``: ``'auto'`` (imported checkpoints: ``'sequential'`` on CPU, else
-  ``'associative'``), ``'associative'`` (config default; O(log L) depth, the accelerator choice; keeps
-  several (N, L, d, d_state) arrays), ``'sequential'`` (a ``lax.scan`` over tokens: the
-  cheapest to compile and the fastest on CPU; two (N, L, d, d_state) arrays) or ``'chunked'``
-  (``scan_chunk`` tokens per step: the least memory). ``scan_remat``: recompute chunk
-  internals in reverse mode (chunked only).
+* ``scan_method``: ``'auto'`` (config default, also for imported checkpoints: ``'sequential'``
+  on CPU, ``'chunked'`` with ``scan_remat`` on accelerators), ``'associative'`` (O(log L)
+  depth; keeps several (N, L, d, d_state) arrays per direction for reverse mode: 3.2 GiB of
+  training temporaries per 64 x 64 sample, so not a training default), ``'sequential'`` (a
+  ``lax.scan`` over tokens: the cheapest to compile and the fastest on CPU; its hand-written
+  reverse mode keeps only the scan inputs) or ``'chunked'`` (``scan_chunk`` tokens per step).
+  ``scan_remat``: recompute chunk internals in reverse mode (chunked only).
 * ``scan_directions``: ``'batched'`` runs the 2/4 directions of a layer as one vmapped
   computation, ``'serial'`` one after the other (a ``lax.scan`` over directions; 1/4 of the
   activation memory); ``'auto'`` (default) is serial once one direction's (N, L, d_inner)
@@ -64,6 +65,32 @@ The S6 recurrence is :func:`pansharp_jax.nn.selective_scan.selective_scan`. Conf
 * ``remat_blocks``: recompute each single/cross Mamba block in reverse mode. With
   ``scan_directions='serial'`` and XLA:CPU's low-memory scheduler
   (:mod:`pansharp_jax.runtime`) a 512 x 512 training step fits in about 10 GiB.
+
+**Training memory.** What the train step keeps for the backward pass is kept lean at the
+source: the scan inputs only (``'sequential'``, or ``'chunked'`` + remat: one state per chunk);
+the SiLU(z) gate applied once after the directions are merged (it commutes with the
+reordering), not on four reordered copies of z; the cross (v7) Mamba's guide projected in
+row-major order before its (rank + 2 d_state)-wide projections are reordered, not four
+reordered d-wide guide copies; the causal conv + SiLU with a reverse mode that keeps only its
+input (:func:`causal_conv_silu`; autodiff kept a padded copy, k shifted slices and the
+pre-activation per direction); the step's softplus keeping its output (which the scan keeps
+anyway), not its input. Planned temporaries of the trainer's step (L1, Adam; 64 x 64 PAN,
+8 bands; ``benchmarks/train_memory.py``, XLA:CPU with the trainer's low-memory scheduler; the first row with XLA's default scheduler):
+
+=========================================  =====  ========  ============  ==============
+scan (directions batched, 'auto')          batch  temp GiB  GiB / sample  compile s
+=========================================  =====  ========  ============  ==============
+'associative' (the former default)             1      3.20          3.20  86
+'auto' = 'sequential' on CPU                   1     0.373         0.373  73 (57 CPU s)
+'auto' = 'sequential' on CPU                   2     0.726         0.363  82 (61 CPU s)
+'auto' = 'sequential' on CPU                  32     11.50         0.359  84
+'chunked' + remat (accelerator 'auto')         1     0.384         0.384  127
+=========================================  =====  ========  ============  ==============
+
+(2-core CPU shared with other jobs, load ~5: compile wall times are inflated. The authors'
+recipe, batch 32, was ~100 GiB with 'associative'. The last row is compiled for CPU; XLA's GPU
+buffer assignment differs in detail. ``scan_directions='serial'`` halves the temporaries again,
+0.179 GiB per sample, for a slower compile.)
 
 CPU example (2 cores, shared machine): the released model on a 1280 x 1280 WV2 PAN
 (320 x 320 x 8 MS) in one piece, directions serial ('auto'): ``'sequential'`` 101 s, peak RSS
@@ -294,6 +321,71 @@ def _from_directions(y: jax.Array, hw: tuple[int, int] | None) -> jax.Array:
     return cross_merge(y, hw[0], hw[1]).reshape(n, length, d)  # type: ignore[index]
 
 
+# ---------------------------------------------------------------------------- causal conv
+
+
+def _causal_conv(x: jax.Array, w: jax.Array) -> jax.Array:
+    """Causal depthwise conv1d without bias: x (N, L, d), w (k, d); y[t] = sum_j w[j] x[t - (k - 1) + j]."""
+    k, length = w.shape[0], x.shape[1]
+    xp = jnp.pad(x, ((0, 0), (k - 1, 0), (0, 0)))
+    return sum(w[j] * xp[:, j : j + length] for j in range(k))
+
+
+@jax.custom_vjp
+def causal_conv_silu(x: jax.Array, w: jax.Array, b: jax.Array) -> jax.Array:
+    """``SiLU(causal depthwise conv1d(x) + b)`` (PyTorch ``Conv1d(d, d, k, groups=d, padding=k-1)``
+    keeping the first L outputs): x (N, L, d), w (k, d), b (d,) -> (N, L, d).
+
+    Reverse mode keeps only ``x`` (and the weights): autodiff of the shifted-slice sum keeps a
+    padded copy, k shifted slices and the pre-activation, ~6 copies of every direction's
+    tokens, which were a fifth of FusionMamba's training memory. The backward recomputes the
+    pre-activation (cheap, elementwise) and correlates the cotangent with the flipped kernel.
+    """
+    return jax.nn.silu(_causal_conv(x, w) + b)
+
+
+def _causal_conv_silu_fwd(x, w, b):
+    return causal_conv_silu(x, w, b), (x, w, b)
+
+
+def _causal_conv_silu_bwd(res, gy):
+    # the barrier ties the recomputation to the cotangent: otherwise XLA's CSE merges it with
+    # the forward pass's identical ops and keeps their results alive until here after all
+    (x, w, b), gy = jax.lax.optimization_barrier((res, gy))
+    k, length = w.shape[0], x.shape[1]
+    pre = _causal_conv(x, w) + b
+    sig = jax.nn.sigmoid(pre)
+    gpre = gy * sig * (1.0 + pre * (1.0 - sig))  # d silu(p) / dp = s (1 + p (1 - s))
+    gp = jnp.pad(gpre, ((0, 0), (0, k - 1), (0, 0)))
+    gx = sum(w[j] * gp[:, k - 1 - j : k - 1 - j + length] for j in range(k))
+    xp = jnp.pad(x, ((0, 0), (k - 1, 0), (0, 0)))
+    gw = jnp.stack([jnp.sum(gpre * xp[:, j : j + length], axis=(0, 1)) for j in range(k)])
+    return gx, gw, jnp.sum(gpre, axis=(0, 1))
+
+
+causal_conv_silu.defvjp(_causal_conv_silu_fwd, _causal_conv_silu_bwd)
+
+
+@jax.custom_vjp
+def softplus_keep_output(x: jax.Array) -> jax.Array:
+    """``softplus(x)`` whose reverse mode keeps its output, not its input: the derivative
+    ``sigmoid(x) = -expm1(-softplus(x))``. The selective scan keeps the step ``softplus(delta)``
+    for its own backward pass anyway, so the (N, L, d) pre-activation need not be kept too."""
+    return jax.nn.softplus(x)
+
+
+def _softplus_fwd(x):
+    y = jax.nn.softplus(x)
+    return y, y
+
+
+def _softplus_bwd(y, g):
+    return (-g * jnp.expm1(-y),)
+
+
+softplus_keep_output.defvjp(_softplus_fwd, _softplus_bwd)
+
+
 # ---------------------------------------------------------------------------- Mamba
 
 
@@ -353,33 +445,48 @@ class Mamba(nn.Module):
         kwargs: dict[str, Any] = {"method": self.scan_method, "chunk": self.scan_chunk}
         if self.scan_method == "chunked" and self.scan_remat:
             kwargs["remat"] = True
+        serial = use_serial_directions(self.scan_directions, n * length * di)
+        to_fns, back_fns = direction_transforms(ndir, hw)
 
         def direction(p):
-            """One scan direction (its tokens in its own order)."""
-            ck, cb, wx, wdt, bdt, a_k, d_k, x_k, z_k, g_k = p
-            # causal depthwise conv1d (PyTorch: padding k - 1, keep the first L outputs), then SiLU
-            xp = jnp.pad(x_k, ((0, 0), (k - 1, 0), (0, 0)))
-            u = jax.nn.silu(sum(ck[j] * xp[:, j : j + length] for j in range(k)) + cb)
-            src = u if guide is None else g_k  # v7: dt, B, C from the guide
-            x_dbl = src @ wx
-            delta = x_dbl[..., :rank] @ wdt
-            bm, cm = x_dbl[..., rank : rank + ns], x_dbl[..., rank + ns :]
-            return _ss.selective_scan(u, delta, a_k, bm, cm, d_k, z_k, bdt, True, **kwargs)
+            """One scan direction (its tokens in its own order), without the SiLU(z) gate.
 
-        gsrc = g if guide is not None else z
-        serial = use_serial_directions(self.scan_directions, n * length * di)
+            ``src_k``: v6/v2: unused; v7: the guide tokens in this direction's order (serial) or
+            the guide's ``x_proj`` output (dt, B, C) in this direction's order (batched)."""
+            ck, cb, wx, wdt, bdt, a_k, d_k, x_k, src_k = p
+            u = causal_conv_silu(x_k, ck, cb)
+            if guide is None:
+                x_dbl = u @ wx
+            else:  # v7: dt, B, C from the guide
+                x_dbl = src_k @ wx if serial else src_k
+            dt = softplus_keep_output(x_dbl[..., :rank] @ wdt + bdt)
+            bm, cm = x_dbl[..., rank : rank + ns], x_dbl[..., rank + ns :]
+            return _ss.selective_scan(u, dt, a_k, bm, cm, d_k, None, None, False, **kwargs)
+
+        # The gate commutes with the reordering: back_k(y_k * SiLU(to_k(z))) = back_k(y_k) * SiLU(z),
+        # so it is applied once, after the merge, on row-major tokens. Gating each direction
+        # (as the PyTorch code does) would build and keep 4 reordered copies of z and of the
+        # gated outputs for the backward pass.
         if serial:  # one direction alive at a time (whole scenes): order, scan, add back in place
-            to_fns, back_fns = direction_transforms(ndir, hw)
+            gsrc = g if guide is not None else xs
 
             def serial_step(acc, p):
-                k, params = p[0], p[1:]
-                seq = [jax.lax.switch(k, to_fns, v) for v in (xs, z, gsrc)]
-                return acc + jax.lax.switch(k, back_fns, direction((*params, *seq))), None
+                kk, params = p[0], p[1:]
+                seq = [jax.lax.switch(kk, to_fns, v) for v in (xs, gsrc)]
+                return acc + jax.lax.switch(kk, back_fns, direction((*params, *seq))), None
 
             y, _ = jax.lax.scan(serial_step, jnp.zeros_like(xs), (jnp.arange(ndir), *per_direction))
         else:  # the directions as one batched computation (cheaper to compile, more memory)
-            seqs = [_to_directions(v, ndir, hw) for v in (xs, z, gsrc)]
-            y = _from_directions(jax.vmap(direction)((*per_direction, *seqs)), hw)
+            if guide is not None:
+                # v7: project the guide once in row-major order and reorder the (rank + 2 N)-wide
+                # projections: the reordered d-wide guide copies are then never built nor kept
+                proj = jnp.einsum("nld,kde->knle", g, per_direction[2])
+                src = jnp.stack([to_fns[i](proj[i]) for i in range(ndir)])
+            else:
+                src = jnp.zeros((ndir,), x.dtype)  # unused placeholder (vmapped)
+            seqs = _to_directions(xs, ndir, hw)
+            y = _from_directions(jax.vmap(direction)((*per_direction, seqs, src)), hw)
+        y = y * jax.nn.silu(z)
         y = y / ndir
         y = _layer_norm("norm")(y)
         w_out, _ = _LinearParams(di, d, use_bias=False, name="out_proj")()
@@ -589,13 +696,16 @@ def fusionmamba_config() -> ml_collections.ConfigDict:
             "d_conv": 4,
             "expand": 1,
             "variant": "420",  # '420' (released code) | '400' (May 2024 code of 400.pth)
-            "scan_method": "associative",  # sequential | associative | chunked
+            "scan_method": "auto",  # auto (CPU: sequential; else chunked + remat) | sequential | associative | chunked
             "scan_chunk": 128,  # tokens per chunk (chunked)
-            "scan_remat": False,  # chunked: recompute chunk internals in reverse mode (less memory)
+            "scan_remat": False,  # chunked: recompute chunk internals in reverse mode (less memory; on for auto)
             "remat_blocks": False,  # recompute each Mamba block in reverse mode (large training crops)
             "scan_directions": "auto",  # auto | batched | serial (the 2/4 scan directions; see Mamba)
         }
     )
+
+
+resolve_auto_scan = _ss.resolve_training_scan  # ``scan_method='auto'`` (nn.selective_scan.resolve_training_scan)
 
 
 def _pos_int(cfg: ml_collections.ConfigDict, key: str, default: int) -> int:
@@ -609,14 +719,15 @@ def _build(cfg: ml_collections.ConfigDict) -> FusionMamba:
     variant = str(cfg.get("variant", "420"))
     if variant not in VARIANTS:
         raise InputError(f"model config 'fusionmamba': variant must be one of {', '.join(VARIANTS)}, got {variant!r}")
-    method = str(cfg.get("scan_method", "associative"))
+    method = str(cfg.get("scan_method", "auto"))
     known = tuple(getattr(_ss, "METHODS", ("sequential", "associative", "chunked")))
     if method not in (*known, "auto"):
         raise InputError(
             f"model config 'fusionmamba': scan_method must be auto or one of {', '.join(known)}, got {method!r}"
         )
+    scan_remat = bool(cfg.get("scan_remat", False))
     if method == "auto":  # resolved when the module is built, i.e. on the backend that runs it
-        method = "sequential" if jax.default_backend() == "cpu" else "associative"
+        method, scan_remat = resolve_auto_scan(jax.default_backend(), scan_remat)
     directions = str(cfg.get("scan_directions", "auto"))
     if directions not in ("auto", "batched", "serial"):
         raise InputError(
@@ -634,7 +745,7 @@ def _build(cfg: ml_collections.ConfigDict) -> FusionMamba:
         variant=variant,
         scan_method=method,
         scan_chunk=_pos_int(cfg, "scan_chunk", 128),
-        scan_remat=bool(cfg.get("scan_remat", False)),
+        scan_remat=scan_remat,
         remat_blocks=bool(cfg.get("remat_blocks", False)),
         scan_directions=directions,
     )

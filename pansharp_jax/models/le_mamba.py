@@ -104,6 +104,28 @@ the other (a ``lax.scan`` over directions, ``scan_directions='auto'`` once a map
 elements per direction): written as four independent branches, XLA computes the
 projections of all four up front and keeps them alive together.
 
+**Scan method and training memory.** ``scan_method='auto'`` (the config default) builds the
+module with ``'sequential'`` on CPU and ``'chunked'`` + ``remat`` on accelerators. Both keep
+only the scan inputs (resp. one state per chunk) for the backward pass; ``'associative'``
+keeps (b, L, D, N) arrays per direction (13.4 GiB of training temporaries per 64 x 64 sample
+of ``small``). Planned temporaries of the trainer's step (L1, Adam; 64 x 64, 8 bands;
+``benchmarks/train_memory.py``, XLA:CPU with the trainer's low-memory scheduler):
+
+====================================  =====  ========  ============  =================
+preset ``small``, directions 'auto'   batch  temp GiB  GiB / sample  compile s
+====================================  =====  ========  ============  =================
+'associative' (the former default)        1      13.4          13.4  206
+'auto' = 'sequential' on CPU              1     0.441         0.441  112 (108 CPU s)
+'auto' = 'sequential' on CPU              2     0.878         0.439  174
+'auto' = 'sequential' on CPU             32     13.84         0.433  147
+====================================  =====  ========  ============  =================
+
+(2-core CPU shared with other jobs, load ~5: wall times are inflated. With
+``scan_directions='serial'`` batch 1 plans 0.438 GiB and compiles in 128 s. The compile
+time is dominated by the 19 VSS blocks (13 global, 6 windowed), each with 4 scan directions
+and a hand-written reverse mode; the blocks differ (state sharing, skip projections,
+drop-path rates), so they are not a ``nn.scan`` of identical blocks as they stand.)
+
 Choices where the records leave things open (all configurable):
 
 * ``state_share='input'`` follows the code; ``'h0'`` is the initial-state reading.
@@ -145,7 +167,7 @@ from pansharp_jax.nn.scan2d import (
     window_merge,
     window_partition,
 )
-from pansharp_jax.nn.selective_scan import selective_scan, seq_scan_core
+from pansharp_jax.nn.selective_scan import resolve_training_scan, selective_scan, seq_scan_core
 
 K_DIRECTIONS = 4
 
@@ -196,7 +218,7 @@ PRESETS: dict[str, dict[str, Any]] = {
 }
 
 STATE_SHARE_MODES = ("input", "h0", "none")
-SCAN_METHODS = ("sequential", "associative", "chunked", "loop")
+SCAN_METHODS = ("auto", "sequential", "associative", "chunked", "loop")
 
 
 # ---------------------------------------------------------------------------- initialisers
@@ -318,6 +340,9 @@ def resolve_large_method(large_method: str) -> str:
     if large_method == "auto":
         return "loop" if jax.default_backend() == "cpu" else "chunked"
     return large_method
+
+
+resolve_auto_scan = resolve_training_scan  # ``scan_method='auto'`` (nn.selective_scan.resolve_training_scan)
 
 
 def pick_scan_method(method: str, b: int, L: int, d: int, n: int, *, chunk: int, budget: int, large_method: str) -> str:
@@ -854,11 +879,11 @@ def le_mamba_config() -> ml_collections.ConfigDict:
             "state_share": "input",  # 'input' (official) | 'h0' | 'none'
             "share_skip_state": True,
             "state_init": "fan_in",  # 'fan_in' | 'official'
-            "scan_method": "associative",  # 'sequential' | 'associative' | 'chunked' | 'loop'
+            "scan_method": "auto",  # 'auto' (CPU: sequential; else chunked + remat) | 'sequential' | 'associative' | 'chunked' | 'loop'
             "chunk": 128,
             "scan_budget": 2**26,  # elements of the (rows, K, L, D, N) arrays a scan call may build; 0 = no limit
             "large_scan": "auto",  # over the budget: 'loop' | 'chunked' | 'auto' (loop on CPU, chunked elsewhere)
-            "remat": False,  # checkpoint each chunk of a 'chunked' scan
+            "remat": False,  # checkpoint each chunk of a 'chunked' scan (on for 'auto' off CPU)
             "remat_blocks": False,  # recompute each LE block in the backward pass (large training crops)
             "depthwise": "auto",  # depthwise conv: 'shift' | 'conv' | 'auto' (shift on CPU)
             "scan_directions": "auto",  # the 4 SS2D directions: 'serial' (lax.scan) | 'batched' | 'auto' (serial on big maps)
@@ -910,6 +935,10 @@ def build_le_mamba(cfg: ml_collections.ConfigDict | dict) -> LEMamba:
     bands, guide = int(get("bands", 8)), int(get("guide_bands", 1))
     if bands < 1 or guide < 1:
         raise InputError(f"model config 'le_mamba': bands and guide_bands must be >= 1, got {bands}, {guide}")
+    method = _check_choice("scan_method", get("scan_method", "auto"), SCAN_METHODS)
+    remat = bool(get("remat", False))
+    if method == "auto":  # resolved when the module is built, i.e. on the backend that runs it
+        method, remat = resolve_auto_scan(jax.default_backend(), remat)
     chunk, budget = int(get("chunk", 128)), int(get("scan_budget", 2**26))
     if chunk < 1 or budget < 0:
         raise InputError(f"model config 'le_mamba': chunk must be >= 1 and scan_budget >= 0, got {chunk}, {budget}")
@@ -919,11 +948,11 @@ def build_le_mamba(cfg: ml_collections.ConfigDict | dict) -> LEMamba:
         state_share=_check_choice("state_share", get("state_share", "input"), STATE_SHARE_MODES),
         share_skip_state=bool(get("share_skip_state", True)),
         state_init=_check_choice("state_init", get("state_init", "fan_in"), ("fan_in", "official")),
-        scan_method=_check_choice("scan_method", get("scan_method", "associative"), SCAN_METHODS),
+        scan_method=method,
         large_scan=_check_choice("large_scan", get("large_scan", "auto"), ("auto", "loop", "chunked")),
         chunk=chunk,
         scan_budget=budget,
-        remat=bool(get("remat", False)),
+        remat=remat,
         remat_blocks=bool(get("remat_blocks", False)),
         depthwise=_check_choice("depthwise", get("depthwise", "auto"), ("auto", "shift", "conv")),
         scan_directions=_check_choice("scan_directions", get("scan_directions", "auto"), DIRECTION_MODES),

@@ -100,7 +100,7 @@ class MAE(nn.Module):
     band_groups: int = 2
     mask_ratio: float = 0.75
     remat: bool = False
-    dtype: jnp.dtype = jnp.float32
+    dtype: jnp.dtype | None = None  # layers' compute dtype; None: promoted (float32, bf16 under a bf16 policy)
 
     @property
     def groups(self) -> int:

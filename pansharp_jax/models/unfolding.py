@@ -56,8 +56,10 @@ def blur(x: jax.Array, kernel: jax.Array) -> jax.Array:
     p = k // 2
     xp = jnp.pad(x, ((0, 0), (p, p), (p, p), (0, 0)), mode="edge")
     c = x.shape[-1]
+    w = jnp.asarray(kernel)[:, :, None, :]
+    dtype = jnp.promote_types(xp.dtype, w.dtype)  # mixed precision: a bf16 kernel on float32 images runs in float32
     return jax.lax.conv_general_dilated(
-        xp, kernel[:, :, None, :], (1, 1), "VALID", dimension_numbers=("NHWC", "HWIO", "NHWC"), feature_group_count=c
+        xp.astype(dtype), w.astype(dtype), (1, 1), "VALID", dimension_numbers=("NHWC", "HWIO", "NHWC"), feature_group_count=c
     )
 
 

@@ -83,6 +83,7 @@ class LoRADense(nn.Module):
             a = self.param(LORA_A, self.a_init, (din, self.rank), jnp.float32)
             b = self.param(LORA_B, nn.initializers.zeros_init(), (self.rank, self.features), jnp.float32)
             kernel = lora_kernel(kernel, a, b, lora_scale(self.rank, self.alpha))
+        x, kernel, bias = nn.dtypes.promote_dtype(x, kernel, bias)  # as nn.Dense(dtype=None): mixed precision
         y = jax.lax.dot_general(x, kernel, (((x.ndim - 1,), (0,)), ((), ())))
         return y + bias.reshape((1,) * (y.ndim - 1) + (-1,)) if bias is not None else y
 
@@ -128,6 +129,7 @@ class LoRAConv(nn.Module):
             b = self.param(LORA_B, nn.initializers.zeros_init(), (self.rank, self.features), jnp.float32)
             kernel = lora_kernel(kernel, a, b, lora_scale(self.rank, self.alpha))
         padding = self.padding if isinstance(self.padding, str) else tuple(tuple(p) for p in self.padding)
+        x, kernel, bias = nn.dtypes.promote_dtype(x, kernel, bias)  # as nn.Conv(dtype=None): mixed precision
         y = jax.lax.conv_general_dilated(
             x, kernel, tuple(self.strides), padding, dimension_numbers=("NHWC", "HWIO", "NHWC"), feature_group_count=g
         )

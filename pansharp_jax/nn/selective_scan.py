@@ -76,6 +76,21 @@ def resolve_method(method: str, backend: str | None = None) -> str:
     return {"gpu": "pallas", "cuda": "pallas", "rocm": "pallas", "cpu": "sequential"}.get(backend, "associative")
 
 
+
+def resolve_training_scan(backend: str, remat: bool = False) -> tuple[str, bool]:
+    """A state-space model's ``scan_method='auto'`` on ``backend`` -> (method, remat).
+
+    The models (FusionMamba, LE-Mamba) pick their scan when they are built, for training
+    memory: on the CPU ``'sequential'`` (the fastest there; its reverse mode keeps only the
+    scan inputs); on accelerators ``'chunked'`` with ``remat`` (parallel inside chunks, one
+    state per chunk kept for reverse mode), never ``'associative'``, which keeps every
+    (b, L, D, N) intermediate for the backward pass (3.2 GiB per 64 x 64 FusionMamba training
+    sample). ``'pallas'`` replaces ``'chunked'`` here once ``benchmarks/device_suite.sh`` has
+    measured it faster on a GPU (it is not the model default before that); the plain
+    :func:`resolve_method` ``'auto'`` of single scan calls already picks it on GPUs.
+    """
+    return ("sequential", remat) if backend == "cpu" else ("chunked", True)
+
 def _dt(delta, delta_bias, delta_softplus):
     dt = delta if delta_bias is None else delta + delta_bias
     if delta_softplus:

@@ -62,7 +62,7 @@ class EncoderBlock(nn.Module):
 
     heads: int
     mlp_ratio: float = 4.0
-    dtype: jnp.dtype = jnp.float32
+    dtype: jnp.dtype | None = None  # None: the promoted dtype of inputs and params (float32 unless cast)
 
     @nn.compact
     def __call__(self, x: jax.Array, _: None = None) -> tuple[jax.Array, None]:
@@ -83,7 +83,7 @@ class Encoder(nn.Module):
     heads: int
     mlp_ratio: float = 4.0
     remat: bool = False
-    dtype: jnp.dtype = jnp.float32
+    dtype: jnp.dtype | None = None  # None: the promoted dtype of inputs and params (float32 unless cast)
 
     @nn.compact
     def __call__(self, x: jax.Array) -> jax.Array:

@@ -63,6 +63,7 @@ from jax.sharding import Mesh
 from pansharp_jax.errors import InputError
 from pansharp_jax.nn.canconv import ClusterCache
 from pansharp_jax.train import losses, parallel
+from pansharp_jax.train.precision import FP32, Policy
 from pansharp_jax.train.state import TrainState
 from pansharp_jax.train.step import CLUSTER_MODES, Metrics, make_cluster_train_step
 
@@ -132,6 +133,7 @@ class ClusterCacheTrainer:
       mesh: the data-parallel mesh. loss, schedule: as for ``make_train_step``.
       num_examples: training samples N. global_batch_size: B.
       donate: donate the state buffers to the step (as the plain step does).
+      policy: the mixed-precision policy of the steps (:mod:`pansharp_jax.train.precision`).
     """
 
     def __init__(
@@ -145,11 +147,12 @@ class ClusterCacheTrainer:
         num_examples: int,
         global_batch_size: int,
         donate: bool = True,
+        policy: Policy = FP32,
     ) -> None:
         self.cache, self.mesh = cache, mesh
         self.num_examples, self.global_batch_size = int(num_examples), int(global_batch_size)
         self.steps = {
-            m: make_cluster_train_step(mesh, m, extract=extract, loss=loss, schedule=schedule, donate=donate)
+            m: make_cluster_train_step(mesh, m, extract=extract, loss=loss, schedule=schedule, donate=donate, policy=policy)
             for m in CLUSTER_MODES
         }
         self.mode_counts = dict.fromkeys(CLUSTER_MODES, 0)  # steps run per mode (this run)
@@ -214,6 +217,7 @@ def from_config(
     loss: str | losses.LossFn,
     schedule: optax.Schedule | None,
     num_examples: int,
+    policy: Policy = FP32,
 ) -> ClusterCacheTrainer | None:
     """The cache trainer of ``config`` (None when ``config.cluster_cache.enabled`` is off or absent).
 
@@ -239,4 +243,5 @@ def from_config(
         schedule=schedule,
         num_examples=num_examples,
         global_batch_size=int(config.batch_size),
+        policy=policy,
     )

@@ -34,6 +34,11 @@ checkpoint of it (through the same atomic checkpoint manager), prints the resume
 for SIGTERM). A second signal while the first is being handled stops at once. In a
 multi-process run every process must receive the signal (as schedulers send it).
 
+Precision: ``config.precision`` (``"fp32"`` or ``"bf16"``) and ``config.matmul_precision``
+(``"default"``, ``"tf32"``, ``"highest"``) pick the :class:`~pansharp_jax.train.precision.Policy`
+of the train and eval steps (read, and checked, before any data is prepared). The state is
+float32 whatever the policy, so checkpoints of bf16 and fp32 runs are interchangeable.
+
 Divergence: whenever the step's metrics come to the host anyway (every ``log_every`` steps,
 and before every evaluation and checkpoint), a non-finite loss or parameter norm stops the
 run with an :class:`~pansharp_jax.errors.InputError` (``loss became NaN at step N: lower
@@ -67,6 +72,7 @@ from pansharp_jax.train.cli_args import config_to_dict
 from pansharp_jax.train.init_from import load_init_from
 from pansharp_jax.train.logging import RunLogger, image_panel
 from pansharp_jax.train.optim import make_optimizer
+from pansharp_jax.train.precision import FP32, policy_from_config
 from pansharp_jax.train.state import TrainState, step_rng
 from pansharp_jax.train.step import make_eval_step, make_train_step
 
@@ -275,6 +281,7 @@ def train(
     if total <= 0:
         raise InputError(f"config.steps must be positive, got {total}")
     is_main = jax.process_index() == 0
+    policy = policy_from_config(config)  # a bad name fails here, before any file is touched
 
     # The run folder first: plain files only, before any data preparation or Orbax call.
     saved = run_dir.saved_config(workdir) if workdir.is_dir() else None
@@ -298,7 +305,7 @@ def train(
 
     state, schedule = init_state(config, train_src.get_batch([0]), mesh)
     loss_fn = loss_lib.loss_from_config(config)  # config.loss (+ config.loss_weights for 'hybrid')
-    clusters = cluster_cache.from_config(config, mesh, loss=loss_fn, schedule=schedule, num_examples=len(train_src))
+    clusters = cluster_cache.from_config(config, mesh, loss=loss_fn, schedule=schedule, num_examples=len(train_src), policy=policy)
 
     ck = config.checkpoint
     if val_src is not None and str(ck.best_metric) and str(ck.best_metric) not in (*REDUCED_KEYS, "loss"):
@@ -380,8 +387,8 @@ def train(
         console=bool(_get(config, "logging.console", True)),
     )
     own_objective, own_output = model_hooks(registry.build_model(config.model))
-    train_step = make_train_step(mesh, loss=loss_fn, schedule=schedule, own_objective=own_objective)
-    eval_fn = make_eval_step(mesh, loss=loss_fn, own_output=own_output)
+    train_step = make_train_step(mesh, loss=loss_fn, schedule=schedule, own_objective=own_objective, policy=policy)
+    eval_fn = make_eval_step(mesh, loss=loss_fn, own_output=own_output, policy=policy)
     log_every = max(1, int(_get(config, "log_every", 50)))
     eval_every = int(config.eval_every)
     ckpt_every = int(_get(config, "checkpoint.every", 0))
@@ -407,7 +414,8 @@ def train(
         stop.install()
         logger.print(
             f"training {_get(config, 'model.name', '?')} from step {start} to {total} in {workdir} "
-            "(Ctrl-C saves a checkpoint and stops)"
+            + ("" if policy == FP32 else f"in {policy.describe()} ")
+            + "(Ctrl-C saves a checkpoint and stops)"
         )
         while step < total:
             if clusters is None:

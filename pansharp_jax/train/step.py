@@ -8,6 +8,13 @@ Models with a k-means cluster cache (CANNet, :mod:`pansharp_jax.train.cluster_ca
 :func:`cluster_train_step` / :func:`make_cluster_train_step` instead: the same update, with
 the cached cluster indices fed in and/or the fresh ones returned, one jitted function per
 cache mode.
+
+Mixed precision: every step takes a :class:`~pansharp_jax.train.precision.Policy`
+(``policy=``, default float32). With ``bf16`` the float32 parameters are cast to bf16 inside
+the differentiated function (the gradients and the optimizer state stay float32), the
+network inputs are cast to bf16, the model runs under :meth:`Policy.scope` (bf16 linear
+layers, the matmul precision), and its output is cast back to float32 before the loss; the
+loss and the metrics are float32. ``batch['gt']`` stays float32 (it is the loss target).
 """
 
 from __future__ import annotations
@@ -21,9 +28,21 @@ import optax
 from jax.sharding import Mesh
 
 from pansharp_jax.train import losses, parallel
+from pansharp_jax.train.precision import FP32, Policy
 from pansharp_jax.train.state import TrainState
 
 Metrics = dict[str, jax.Array]
+
+# The batch entries the network sees as inputs (cast to the compute dtype); 'gt' is the target.
+INPUT_KEYS = ("lrms", "pan", "lms")
+
+
+def compute_batch(batch: dict[str, jax.Array], policy: Policy) -> dict[str, jax.Array]:
+    """``batch`` with its network inputs (:data:`INPUT_KEYS`) in the policy's compute dtype;
+    ``gt`` and any other entry unchanged (the same dict for float32)."""
+    if not policy.mixed:
+        return batch
+    return {k: policy.cast_to_compute(v) if k in INPUT_KEYS else v for k, v in batch.items()}
 
 
 def forward(
@@ -55,6 +74,7 @@ def train_step(
     loss: str | losses.LossFn = "l1",
     schedule: optax.Schedule | None = None,
     own_objective: bool = False,
+    policy: Policy = FP32,
 ) -> tuple[TrainState, Metrics]:
     """One optimizer update on ``batch`` with key ``rng`` (dropout, masks, noise...).
 
@@ -63,19 +83,26 @@ def train_step(
     :mod:`pansharp_jax.models.registry`), used instead of ``loss(fused, gt)``; its metrics
     (scalars) join the step's.
 
+    ``policy``: the compute precision and matmul precision (module docstring); ``state.params``
+    and ``state.opt_state`` stay as they are (float32) whatever the policy.
+
     Returns the new state and ``{"loss", "grad_norm", "param_norm"[, "lr"], ...}`` (scalars;
     ``lr`` is the rate used for this update).
     """
     loss_fn = loss if callable(loss) else losses.get_loss(loss)
+    inputs = compute_batch(batch, policy)
 
     def objective(params: Any) -> tuple[jax.Array, Metrics]:
-        if own_objective:
-            value, aux = state.apply_fn({"params": params}, batch, rng, method="training_loss", rngs={"dropout": rng})
-            return value.astype(jnp.float32), dict(aux)
-        fused = forward(state, params, batch, train=True, rng=rng)
+        params = policy.cast_to_compute(params)  # inside the differentiated function: float32 gradients
+        with policy.scope():
+            if own_objective:
+                value, aux = state.apply_fn({"params": params}, inputs, rng, method="training_loss", rngs={"dropout": rng})
+                return value.astype(jnp.float32), policy.cast_to_output(dict(aux))
+            fused = forward(state, params, inputs, train=True, rng=rng)
         return loss_fn(fused.astype(jnp.float32), batch["gt"]), {}
 
-    (value, aux), grads = jax.value_and_grad(objective, has_aux=True)(state.params)
+    with policy.matmul_context():  # the backward pass's matmuls too
+        (value, aux), grads = jax.value_and_grad(objective, has_aux=True)(state.params)
     new_state, metrics = _apply(state, value, grads, schedule)
     metrics.update({k: jnp.asarray(v, jnp.float32) for k, v in aux.items()})
     return new_state, metrics
@@ -107,6 +134,7 @@ def cluster_train_step(
     extract: Callable[[Any], ClusterIndices],
     loss: str | losses.LossFn = "l1",
     schedule: optax.Schedule | None = None,
+    policy: Policy = FP32,
 ) -> tuple[TrainState, Metrics, ClusterIndices | None]:
     """:func:`train_step` of a model that takes cached k-means indices (CANNet's cache).
 
@@ -117,6 +145,7 @@ def cluster_train_step(
         clustering; no k-means runs).
       extract: the model's ``'intermediates'`` -> ``{layer: (B, P)}`` sown k-means indices
         (e.g. :func:`pansharp_jax.models.canconv.kmeans_indices_from`).
+      policy: as for :func:`train_step`.
     Returns:
       ``(state, metrics, indices)``: the update of :func:`train_step` and, for ``"init"`` and
       ``"update"``, the k-means indices this forward computed (None for ``"ready"``).
@@ -128,13 +157,17 @@ def cluster_train_step(
     loss_fn = loss if callable(loss) else losses.get_loss(loss)
     kwargs: dict[str, Any] = {} if cached is None else {"kmeans_indices": dict(cached), "kmeans_mode": mode}
     collect = mode != "ready"
+    inputs = compute_batch(batch, policy)
 
     def objective(params: Any) -> tuple[jax.Array, ClusterIndices | None]:
-        out = forward(state, params, batch, train=True, rng=rng, mutable=["intermediates"] if collect else False, **kwargs)
+        params = policy.cast_to_compute(params)
+        with policy.scope():
+            out = forward(state, params, inputs, train=True, rng=rng, mutable=["intermediates"] if collect else False, **kwargs)
         fused, sown = (out[0], extract(out[1]["intermediates"])) if collect else (out, None)
         return loss_fn(fused.astype(jnp.float32), batch["gt"]), sown
 
-    (value, sown), grads = jax.value_and_grad(objective, has_aux=True)(state.params)
+    with policy.matmul_context():
+        (value, sown), grads = jax.value_and_grad(objective, has_aux=True)(state.params)
     new_state, metrics = _apply(state, value, grads, schedule)
     return new_state, metrics, sown
 
@@ -143,18 +176,28 @@ EVAL_KEY = 20_240_601  # the fixed key of models' eval_output (masks, sampler no
 
 
 def eval_step(
-    state: TrainState, batch: dict[str, jax.Array], *, loss: str | losses.LossFn = "l1", own_output: bool = False
+    state: TrainState,
+    batch: dict[str, jax.Array],
+    *,
+    loss: str | losses.LossFn = "l1",
+    own_output: bool = False,
+    policy: Policy = FP32,
 ) -> tuple[jax.Array, jax.Array]:
     """(images scored against the GT, per-sample loss) for an evaluation batch.
 
     ``own_output``: the model defines ``eval_output(batch, rng) -> (N, H, W, C)`` (e.g. an
     MAE's reconstruction of masked GT patches, a sampler's mean), called with a fixed key.
+    ``policy``: the network runs as in training (:func:`train_step`); the images returned and
+    the loss are float32.
     """
-    if own_output:
-        key = jax.random.PRNGKey(EVAL_KEY)
-        fused = state.apply_fn({"params": state.params}, batch, key, method="eval_output").astype(jnp.float32)
-    else:
-        fused = forward(state, state.params, batch, train=False).astype(jnp.float32)
+    params, inputs = policy.cast_to_compute(state.params), compute_batch(batch, policy)
+    with policy.scope():
+        if own_output:
+            key = jax.random.PRNGKey(EVAL_KEY)
+            fused = state.apply_fn({"params": params}, inputs, key, method="eval_output")
+        else:
+            fused = forward(state, params, inputs, train=False)
+    fused = fused.astype(jnp.float32)
     fn = loss if callable(loss) else losses.get_loss(loss)
     per_sample = jax.vmap(fn)(fused, batch["gt"]) if "gt" in batch else jnp.zeros(fused.shape[0])
     return fused, per_sample
@@ -167,12 +210,13 @@ def make_train_step(
     schedule: optax.Schedule | None = None,
     donate: bool = True,
     own_objective: bool = False,
+    policy: Policy = FP32,
 ) -> Callable[..., tuple[TrainState, Metrics]]:
     """``train_step`` jitted over ``mesh``: state and rng replicated, batch split on ``'data'``."""
     rep, dat = parallel.replicated(mesh), parallel.data_sharding(mesh)
 
     def fn(state: TrainState, batch: dict[str, jax.Array], rng: jax.Array) -> tuple[TrainState, Metrics]:
-        return train_step(state, batch, rng, loss=loss, schedule=schedule, own_objective=own_objective)
+        return train_step(state, batch, rng, loss=loss, schedule=schedule, own_objective=own_objective, policy=policy)
 
     return jax.jit(fn, in_shardings=(rep, dat, rep), out_shardings=(rep, rep), donate_argnums=(0,) if donate else ())
 
@@ -185,6 +229,7 @@ def make_cluster_train_step(
     loss: str | losses.LossFn = "l1",
     schedule: optax.Schedule | None = None,
     donate: bool = True,
+    policy: Policy = FP32,
 ) -> Callable[..., Any]:
     """:func:`cluster_train_step` for one ``mode`` (static), jitted over ``mesh``.
 
@@ -196,7 +241,7 @@ def make_cluster_train_step(
     if mode not in CLUSTER_MODES:
         raise ValueError(f"mode must be one of {CLUSTER_MODES}, got {mode!r}")
     rep, dat = parallel.replicated(mesh), parallel.data_sharding(mesh)
-    kw = dict(mode=mode, extract=extract, loss=loss, schedule=schedule)
+    kw = dict(mode=mode, extract=extract, loss=loss, schedule=schedule, policy=policy)
     takes_cached, returns_indices = mode != "init", mode != "ready"
 
     def step(state: TrainState, batch: dict[str, jax.Array], rng: jax.Array, *cached: ClusterIndices) -> Any:
@@ -212,12 +257,12 @@ def make_cluster_train_step(
 
 
 def make_eval_step(
-    mesh: Mesh, *, loss: str | losses.LossFn = "l1", own_output: bool = False
+    mesh: Mesh, *, loss: str | losses.LossFn = "l1", own_output: bool = False, policy: Policy = FP32
 ) -> Callable[..., tuple[jax.Array, jax.Array]]:
     """``eval_step`` jitted over ``mesh``: outputs stay split on ``'data'``."""
     rep, dat = parallel.replicated(mesh), parallel.data_sharding(mesh)
 
     def fn(state: TrainState, batch: dict[str, jax.Array]) -> tuple[jax.Array, jax.Array]:
-        return eval_step(state, batch, loss=loss, own_output=own_output)
+        return eval_step(state, batch, loss=loss, own_output=own_output, policy=policy)
 
     return jax.jit(fn, in_shardings=(rep, dat), out_shardings=(dat, dat))

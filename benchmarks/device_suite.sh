@@ -40,7 +40,7 @@ START=$(date +%s)
 
 if [ "$QUICK" = 1 ]; then
   PLATFORM=${JAX_PLATFORMS:-cpu}
-  BATCH=2; BIG=4; SIZE=32; STEPS=2; SCENE=256; MEM_MODELS="fusionnet,pnn,sbm"; SPEED_MODELS="fusionnet,pnn"
+  BATCH=2; BIG=4; SIZE=32; STEPS=2; SCENE=64; MEM_MODELS="fusionnet,pnn,sbm"; SPEED_MODELS="fusionnet,pnn"
   TESTS="tests/test_selective_scan_pallas.py"
 else
   PLATFORM=cuda
@@ -111,7 +111,7 @@ for p in "${pids[@]}"; do wait "$p"; done
   echo "$(($(date +%s) - t0)) s; compile seconds are inflated by the parallel compiles."
   echo
   for g in 0 1 2 3; do
-    [ -f "$OUT_DIR/train_memory_$g.log" ] && grep -E '^\|' "$OUT_DIR/train_memory_$g.log" | { [ "$g" = 0 ] && cat || grep -v -E '^\| (model|---)'; }
+    [ -f "$OUT_DIR/train_memory_$g.log" ] && grep -E '^\|' "$OUT_DIR/train_memory_$g.log" | { [ "$g" = 0 ] && cat || grep -v -E '^\|( model |-)'; }
   done
   echo
   for g in 0 1 2 3; do
@@ -165,7 +165,7 @@ print(f"evaluate_full (HQNR, QNR) {time.perf_counter() - t0:.2f} s: HQNR {scores
 EOF
 
 if [ "$QUICK" = 1 ]; then
-  check "Samplers" 60 sampling env JAX_PLATFORMS="$PLATFORM" $PY benchmarks/sampling_speed.py --quick --sizes 32 --nfe 1 2 --samples 2 --runs 1
+  check "Samplers" 60 sampling env JAX_PLATFORMS="$PLATFORM" $PY benchmarks/sampling_speed.py --sizes 32 --nfe 1 2 --samples 2 --runs 1 --no-loop
 else
   check "Samplers" 60 sampling env JAX_PLATFORMS="$PLATFORM" $PY benchmarks/sampling_speed.py --quick
 fi

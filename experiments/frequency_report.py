@@ -79,9 +79,9 @@ def released_weights(name: str, sensor: str) -> Path | None:
     return path if path.is_file() else None
 
 
-def analyse(method: Any, scene: Any, learned: bool, size: int, batch: int = 8) -> dict[str, Any]:
+def analyse(method: Any, scene: Any, learned: bool, size: int, batch: int = 8, linearization: str = "auto") -> dict[str, Any]:
     """Scores and HyRA summaries of one method (see module docstring); ``batch``: impulse
-    responses measured per call (memory grows with it)."""
+    responses measured per call (memory grows with it); ``linearization``: as :func:`hyra`."""
     row: dict[str, Any] = {"method": method.name, "label": method.label, "kind": "learned" if learned else "classical"}
     method.fuse(scene, clip=False)  # compiled
     t0 = time.perf_counter()
@@ -93,12 +93,12 @@ def analyse(method: Any, scene: Any, learned: bool, size: int, batch: int = 8) -
     row["FSDS"] = metrics.fsds_scores(product, scene.gt)["FSDS"]
     row["FSDS_all_bands"] = metrics.fsds(product, scene.gt)
     t0 = time.perf_counter()
-    res = hyra(method, scene, size=size, background="scene", output=raw, batch=batch)
+    res = hyra(method, scene, size=size, background="scene", output=raw, batch=batch, linearization=linearization)
     row["hyra_scene"] = res.summary
     row["result"] = res
     if learned:
         try:
-            row["hyra_flat"] = hyra(method, scene, size=size, background="flat", output=raw, batch=batch).summary
+            row["hyra_flat"] = hyra(method, scene, size=size, background="flat", output=raw, batch=batch, linearization=linearization).summary
         except InputError as e:
             row["hyra_flat"] = {"error": str(e)}
     row["hyra_seconds"] = time.perf_counter() - t0
@@ -241,6 +241,10 @@ def main(argv: list[str] | None = None) -> int:
                     "rank correlations and scatter (not the profile plots); methods analysed now replace theirs")
     ap.add_argument("--batch", type=int, default=8,
                     help="impulse responses per call (default 8; 1 for models whose vmapped derivatives do not fit in memory)")
+    ap.add_argument("--linearization", default="auto", choices=("auto", "derivative", "difference"),
+                    help="impulse responses by forward-mode derivatives or finite differences (auto: derivatives where "
+                         "the method is jittable; 'difference' for models whose derivative compiles too slowly, e.g. "
+                         "FusionMamba with its associative scan)")
     ap.add_argument("--max-seconds", type=float, default=300.0, help="skip a model whose analysis would take longer (estimated from one fusion)")
     args = ap.parse_args(argv)
     out = Path(args.out)
@@ -283,7 +287,7 @@ def main(argv: list[str] | None = None) -> int:
                 notes.append(f"{method.label}: skipped, one fusion takes {once:.0f} s (analysis about {estimate:.0f} s > {args.max_seconds:.0f} s)")
                 continue
             print(f"{method.label} ...", file=sys.stderr, flush=True)
-            rows.append(analyse(method, scene, learned, args.size, args.batch))
+            rows.append(analyse(method, scene, learned, args.size, args.batch, args.linearization))
         except InputError as e:
             notes.append(f"{name}: {e}")
     if args.previous:

@@ -20,20 +20,7 @@ TOL = 1e-5
 ARGS = ("u", "delta", "A", "B", "C", "D", "z", "delta_bias", "h0")
 
 
-def _inputs(seed, b, L, d, n):
-    rng = np.random.default_rng(seed)
-    f = lambda *s: rng.standard_normal(s).astype(np.float32)  # noqa: E731
-    return dict(
-        u=f(b, L, d),
-        delta=0.5 * f(b, L, d),
-        A=-np.exp(0.5 * f(d, n)).astype(np.float32),
-        B=f(b, L, n),
-        C=f(b, L, n),
-        D=f(d),
-        z=f(b, L, d),
-        delta_bias=0.3 * f(d),
-        h0=f(b, d, n),
-    )
+from test_selective_scan import _inputs  # noqa: E402  (the same random inputs as the scan tests)
 
 
 def _numpy_scan(u, delta, A, B, C, D, z, delta_bias, softplus, h0):

@@ -133,6 +133,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--nfe-samples", type=int, default=1, help="draws averaged per NFE point (default 1)")
     ap.add_argument("--samples", type=int, default=16, help="draws for the uncertainty map")
     ap.add_argument("--uq-steps", default="", help="NAME=STEPS,... for the uncertainty map (default: each config's eval steps)")
+    ap.add_argument("--nfe-for", default="", help="NAME=N1/N2/...,... NFE values of one method instead of --nfe (e.g. ssdiff=1/2/5/10)")
+    ap.add_argument("--uq-samples", default="", help="NAME=S,... draws for one method's uncertainty map instead of --samples (0: no map)")
     ap.add_argument("--data-config", default=str(REPO / "configs" / "fusionnet_wv2_real.py"), help="config whose data section defines the held-out quarter")
     ap.add_argument("--seed", type=int, default=0)
     args = ap.parse_args(argv)
@@ -143,6 +145,8 @@ def main(argv: list[str] | None = None) -> int:
     best, who = best_classical(ho)
     nfes = [int(v) for v in args.nfe.split(",") if v.strip()]
     uq_steps = dict(kv.split("=") for kv in args.uq_steps.split(",") if kv.strip())
+    nfe_for = {k: [int(v) for v in vs.split("/") if v.strip()] for k, vs in (kv.split("=") for kv in args.nfe_for.split(",") if kv.strip())}
+    uq_samples = {k: int(v) for k, v in (kv.split("=") for kv in args.uq_samples.split(",") if kv.strip())}
     curves: dict[str, list[dict[str, float]]] = {}
     uq: dict[str, Any] = {}
     for item in args.ckpt:
@@ -152,17 +156,20 @@ def main(argv: list[str] | None = None) -> int:
             raise SystemExit(f"{name} is not a generative method")
         label = f"{method.label} ({Path(workdir).name})"
         rows = []
-        for nfe in nfes:
+        for nfe in nfe_for.get(name, nfes):
             mean, _, secs = draws(method, ho, args.nfe_samples, nfe, args.seed)
             s = score(mean, ho["gt"], ho["ratio"], ho["max_dn"], 0)
             rows.append({"nfe": nfe, **{k: s[k] for k in HEAD}, "seconds": secs})
             print(f"{label} NFE {nfe}: " + ", ".join(f"{k} {s[k]:.4f}" for k in HEAD) + f" ({secs:.1f} s)", file=sys.stderr, flush=True)
         curves[label] = rows
+        samples = uq_samples.get(name, args.samples)
+        if samples < 2:  # no map (e.g. a sampler whose vmapped draws do not fit in memory)
+            continue
         steps = int(uq_steps.get(name, 0)) or int(method.tags.get("eval_steps", 0) or 0) or nfes[len(nfes) // 2]
-        mean, std, secs = draws(method, ho, args.samples, steps, args.seed + 1)
-        uq[label] = {"steps": steps, "samples": args.samples, "seconds": secs, **uncertainty(mean, std, ho["gt"]),
+        mean, std, secs = draws(method, ho, samples, steps, args.seed + 1)
+        uq[label] = {"steps": steps, "samples": samples, "seconds": secs, **uncertainty(mean, std, ho["gt"]),
                      **{k: v for k, v in score(mean, ho["gt"], ho["ratio"], ho["max_dn"], 0).items() if k in HEAD}}  # fmt: skip
-        picture(mean, std, ho["gt"], rgb, out / f"uncertainty_{name}.png", f"{label}: {args.samples} draws of {steps} steps")
+        picture(mean, std, ho["gt"], rgb, out / f"uncertainty_{name}.png", f"{label}: {samples} draws of {steps} steps")
     plot_nfe(curves, best, who, out / "quality_vs_nfe.png")
     lines = ["| method | NFE | Q2n | SAM | ERGAS | s |", "|---|---:|---:|---:|---:|---:|"]
     for label, rows in curves.items():

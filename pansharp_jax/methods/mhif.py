@@ -118,19 +118,17 @@ def mhif_from_params(
     (as :func:`~pansharp_jax.methods.sources.from_params`).
     """
     from pansharp_jax.data.resize import imresize_bicubic
-    from pansharp_jax.methods.sources import _fp32, _model_label, _provenance, as_policy, fuse_with_policy
+    from pansharp_jax.methods.sources import _fp32, _model_label, _provenance, as_policy, network_fn, precision_provenance
     from pansharp_jax.models import registry
 
     module = registry.build_model(model_config)
     if isinstance(params, dict) and set(params) == {"params"}:
         params = params["params"]
     policy = as_policy(precision)
-    mixed = policy != _fp32()
+    mixed_net = network_fn(params, model_config, policy, upsample=imresize_bicubic) if policy != _fp32() else None
 
     def run(lrms: Any, pan: Any, ratio: int) -> Any:
-        if mixed:
-            return fuse_with_policy(params, lrms, pan, model_config=model_config, policy=policy, upsample=imresize_bicubic)
-        return _apply(module, params, lrms, pan, int(ratio))
+        return mixed_net(lrms, pan) if mixed_net is not None else _apply(module, params, lrms, pan, int(ratio))
 
     def fuse_batch(lrms: np.ndarray, pan: np.ndarray, sensor: Any, ratio: int, lms: Any = None) -> np.ndarray:
         del sensor, lms  # the network's lms is always the bicubic HSI_up of the LR-HSI it gets
@@ -142,10 +140,7 @@ def mhif_from_params(
     blocks = int(model_config.get("blocks", 4))
     label = _model_label(name)
     global_rf = name == "feinfn"  # FFTs over the whole image
-    tags = dict(tags) if tags is not None else _provenance(name, label, "mhif")
-    if mixed:
-        tags.update(precision=policy.precision, matmul_precision=policy.matmul_precision)
-        origin = f"{origin}, {policy.describe()}"
+    tags, origin = precision_provenance(dict(tags) if tags is not None else _provenance(name, label, "mhif"), origin, policy)
     return MhifMethod(
         name, label, fuse_batch, "mhif",
         margin_fn=(lambda r: 32 * r) if global_rf else (lambda r: (2 * blocks + 5) * r),

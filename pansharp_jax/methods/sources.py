@@ -261,11 +261,7 @@ def from_params(
     cfg = model_config
     policy = as_policy(precision)
     model_ratio = cfg.get("ratio") if hasattr(cfg, "get") else None
-    tags = dict(tags) if tags is not None else _provenance(key, label, "model")
-    if policy != _fp32():
-        tags["precision"] = policy.precision
-        tags["matmul_precision"] = policy.matmul_precision
-        origin = f"{origin}, {policy.describe()}"
+    tags, origin = precision_provenance(dict(tags) if tags is not None else _provenance(key, label, "model"), origin, policy)
     return Method(
         key, label, _model_fuse_batch(params, cfg, policy), "model",
         margin_fn=_model_margin(key, params, cfg), receptive=GLOBAL if key in GLOBAL_MODEL_MARGINS else LOCAL,
@@ -292,6 +288,26 @@ def as_policy(precision: Any = None, matmul_precision: str | None = None) -> Any
             return precision
         precision = precision.precision
     return get_policy(precision or "fp32", matmul_precision or "default")
+
+
+def precision_provenance(tags: dict[str, str], origin: str, policy: Any) -> tuple[dict[str, str], str]:
+    """(``tags``, ``origin``) of a method fusing under ``policy``: a reduced precision is
+    named in both (tags ``precision`` / ``matmul_precision``); unchanged for float32."""
+    if policy == _fp32():
+        return tags, origin
+    tags = {**tags, "precision": policy.precision, "matmul_precision": policy.matmul_precision}
+    return tags, f"{origin}, {policy.describe()}"
+
+
+def network_fn(params: Any, cfg: Any, policy: Any, upsample: Any = None) -> Any:
+    """``f(lrms, pan, lms=None) -> raw output`` of a registered network under ``policy``:
+    :func:`pansharp_jax.models.fuse` in float32, :func:`fuse_with_policy` otherwise (``upsample``
+    makes the missing ``lms``; default :func:`~pansharp_jax.classical.upsample_ms`)."""
+    if policy != _fp32():
+        return lambda lrms, pan, lms=None: fuse_with_policy(params, lrms, pan, model_config=cfg, policy=policy, lms=lms, upsample=upsample)
+    from pansharp_jax.models import fuse
+
+    return lambda lrms, pan, lms=None: fuse(params, lrms, pan, model_config=cfg, lms=lms)
 
 
 def option_policy(opts: Mapping[str, Any]) -> Any:
@@ -369,26 +385,19 @@ def _model_sampler(params: Any, cfg: Any) -> dict[str, Any]:
 
 def _model_fuse_batch(params: Any, cfg: Any, policy: Any) -> Any:
     def fuse_batch(lrms: np.ndarray, pan: np.ndarray, sensor: Any, ratio: int, lms: Any = None) -> np.ndarray:
-        from pansharp_jax.models import fuse
-
         del sensor, ratio  # the network sees only the arrays
         lms = None if lms is None else np.asarray(lms, np.float32)
         lrms, pan = np.asarray(lrms, np.float32), np.asarray(pan, np.float32)
-        if policy != _fp32():
-            return np.asarray(fuse_with_policy(params, lrms, pan, model_config=cfg, policy=policy, lms=lms))
-        return np.asarray(fuse(params, lrms, pan, model_config=cfg, lms=lms))
+        return np.asarray(network_fn(params, cfg, policy)(lrms, pan, lms))
 
     return fuse_batch
 
 
 def _model_jax_fn(params: Any, cfg: Any, policy: Any) -> Any:
     def make(sensor: Any, ratio: int) -> Any:
-        from pansharp_jax.models import fuse
-
         del sensor, ratio
-        if policy != _fp32():
-            return lambda lrms, pan: fuse_with_policy(params, lrms, pan, model_config=cfg, policy=policy)
-        return lambda lrms, pan: fuse(params, lrms, pan, model_config=cfg)
+        net = network_fn(params, cfg, policy)
+        return lambda lrms, pan: net(lrms, pan)
 
     return make
 

@@ -9,7 +9,7 @@ import optax
 import pytest
 
 from pansharp_jax.errors import InputError
-from pansharp_jax.models.mae import MAE, compose, group_tokens, masked_mse, ungroup_tokens
+from pansharp_jax.models.mae import MAE, compose, group_tokens, masked_mse, mean_fill_mse, ungroup_tokens, visible_band_stats
 from pansharp_jax.nn.vit import Encoder, EncoderBlock, patchify, sincos_pos_embed_2d, unpatchify
 
 TINY = dict(bands=4, patch=4, embed_dim=16, depth=2, heads=2, decoder_dim=8, decoder_depth=1, decoder_heads=2)
@@ -91,7 +91,10 @@ def test_masked_loss_counts_hidden_tokens_only() -> None:
     assert float(masked_mse(pred, target, jnp.array([[1.0, 1.0, 0.0]]))) == pytest.approx((1.0 + 4.0) / 2)
 
 
-def test_mae_overfits_one_batch() -> None:
+def test_mae_overfits_one_batch_well_below_the_mean_fill() -> None:
+    """Four fixed masks of two noise images: the MAE memorises the hidden pixels, so its masked error
+    ends well below filling them with the visible mean (measured 0.60x after 200 steps; without
+    the input standardisation it stalls at 0.87x, the mean)."""
     m = MAE(**TINY, masking="spatial", mask_ratio=0.5)
     x = jax.random.uniform(jax.random.key(0), (2, 16, 16, 4))
     p = m.init(jax.random.key(1), x, rng=jax.random.key(2))["params"]
@@ -102,14 +105,39 @@ def test_mae_overfits_one_batch() -> None:
     def step(p, state, k):
         def loss(p):
             out = m.apply({"params": p}, x, rng=jax.random.fold_in(jax.random.key(9), k % 4))
-            return masked_mse(out["pred"], out["target"], out["mask"])
+            return masked_mse(out["pred"], out["target"], out["mask"]), mean_fill_mse(out["target"], out["mask"])
 
-        v, g = jax.value_and_grad(loss)(p)
+        (v, fill), g = jax.value_and_grad(loss, has_aux=True)(p)
         upd, state = opt.update(g, state, p)
-        return optax.apply_updates(p, upd), state, v
+        return optax.apply_updates(p, upd), state, v, fill
 
-    first = None
-    for k in range(120):
-        p, state, v = step(p, state, k)
-        first = float(v) if first is None else first
-    assert float(v) < 0.1 * first
+    for k in range(200):
+        p, state, v, fill = step(p, state, k)
+    assert float(v) < 0.75 * float(fill)
+
+
+@pytest.mark.parametrize("masking", ["spatial", "spectral"])
+def test_standardisation_uses_visible_pixels_only(masking: str) -> None:
+    """Stats equal a NumPy mean/std over the visible pixels; changing hidden pixels changes no prediction;
+    at init (zero head) every prediction is its band's visible mean."""
+    m = MAE(**TINY, masking=masking, mask_ratio=0.5, band_groups=2)
+    x = jax.random.uniform(jax.random.key(0), (2, 16, 16, 4))
+    p = m.init(jax.random.key(1), x, rng=jax.random.key(2))["params"]
+    out = m.apply({"params": p}, x, rng=jax.random.key(3))
+    groups = 2 if masking == "spectral" else 1
+    hidden = np.asarray(ungroup_tokens(jnp.broadcast_to(out["mask"][..., None], out["target"].shape), 4, (4, 4), groups, 4)) > 0
+    xs = np.asarray(x, np.float64)
+    mu, sd = visible_band_stats(x, out["mask"], 4, groups)
+    for i in range(2):
+        for b in range(4):
+            v = xs[i, ..., b][~hidden[i, ..., b]]
+            assert float(mu[i, 0, 0, b]) == pytest.approx(v.mean(), rel=1e-5)
+            assert float(sd[i, 0, 0, b]) == pytest.approx(np.sqrt(v.var() + 1e-6), rel=1e-4)
+    init_pred = np.asarray(out["image"])
+    np.testing.assert_allclose(init_pred, np.broadcast_to(np.asarray(mu), init_pred.shape), atol=1e-6)
+
+    p = jax.tree.map(lambda a: a + 0.05 * jax.random.normal(jax.random.key(4), a.shape), p)  # a non-zero head
+    a = m.apply({"params": p}, x, rng=jax.random.key(3))
+    b = m.apply({"params": p}, jnp.where(hidden, 1.0 - x, x), rng=jax.random.key(3))
+    np.testing.assert_allclose(np.asarray(a["pred"]), np.asarray(b["pred"]), atol=1e-5)
+    assert not np.allclose(np.asarray(a["target"]), np.asarray(b["target"]))

@@ -82,7 +82,8 @@ def test_shapes_trees_and_bad_inputs() -> None:
 
 def test_zero_scale_leaves_the_frozen_vit_path_unchanged() -> None:
     """With s = 0 the ViT tokens after all blocks and adapters are the plain backbone's
-    (reference: embed + sine-cosine positions + nn.vit.Encoder on the same params); any s != 0 changes them."""
+    (reference: per-band standardised LMS, embed + sine-cosine positions + nn.vit.Encoder on the same
+    params); any s != 0 changes them."""
     m = pa.build_panadapter(_cfg(2, depth=4, adapters=2))
     lrms, pan, lms = _inputs()
     p = _random_params(m, lrms, pan, lms, seed=2)
@@ -90,7 +91,9 @@ def test_zero_scale_leaves_the_frozen_vit_path_unchanged() -> None:
     path = jax.jit(lambda p: m.apply({"params": p}, lrms, pan, lms, return_vit=True))
     got = np.asarray(path(p))
     emb = p["vit"]["embed"]
-    tokens = patchify(lms, 8) @ emb["kernel"] + emb["bias"] + sincos_pos_embed_2d(4, 4, 16)
+    x = np.asarray(lms, np.float64)
+    x = (x - x.mean((1, 2), keepdims=True)) / np.sqrt(x.var((1, 2), keepdims=True) + 1e-6)  # the MAE's standardisation
+    tokens = patchify(jnp.asarray(x, jnp.float32), 8) @ emb["kernel"] + emb["bias"] + sincos_pos_embed_2d(4, 4, 16)
     want = np.asarray(jax.jit(lambda t: Encoder(4, 2).apply({"params": p["vit"]["encoder"]}, t))(tokens))
     assert got.shape == (2, 16, 16)
     np.testing.assert_allclose(got, want, rtol=1e-5, atol=1e-5)

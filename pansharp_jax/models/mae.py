@@ -18,6 +18,15 @@ each token's pixels. Loss: mean squared error over the hidden tokens only, on [0
 (``norm_pix_loss`` normalises each target token by its own mean and std, as the MAE paper's
 option). No class token: nothing is classified.
 
+Input standardisation (``standardize``, on by default): each image is standardised per band by
+the mean and std of its VISIBLE pixels before the embedding, and the head's output is put back
+on that scale (``pred = mu + sd * head``, the head zero-initialised, so an untrained MAE predicts
+each band's visible mean). The MAE paper normalises by ImageNet's statistics; reflectances on
+[0, 1] vary by a few hundredths, and without any normalisation the network stayed at the
+dataset-mean solution (held-out masked MSE 0.0116 against 0.0081 for the per-sample mean fill,
+after 1500 and after 5000 steps). Per-sample statistics of the visible pixels only leak nothing
+of the hidden ones (tested) and make the prior independent of the scene's radiometric level.
+
 Design choices the unfolding paper leaves open (ICCV 2023, code unreleased), each a config
 field: patch 8 on 64 x 64 patches (64 squares), ViT width 128 / depth 4 / 4 heads, decoder 64 /
 2 / 4, mask ratio 0.75 (spatial) and 0.5 (spectral, two band groups), trained from scratch on
@@ -100,6 +109,7 @@ class MAE(nn.Module):
     band_groups: int = 2
     mask_ratio: float = 0.75
     remat: bool = False
+    standardize: bool = True  # per-sample, per-band standardisation by the visible pixels (module docstring)
     dtype: jnp.dtype | None = None  # layers' compute dtype; None: promoted (float32, bf16 under a bf16 policy)
 
     @property
@@ -119,26 +129,33 @@ class MAE(nn.Module):
             raise InputError(f"wrong band count: the MAE has {self.bands} bands, the images have {c}")
         grid = (h // self.patch, w // self.patch)
         g = self.groups
-        target = self.tokens(images.astype(jnp.float32))
+        images = images.astype(jnp.float32)
+        target = self.tokens(images)
         length = target.shape[1]
         ratio = self.mask_ratio if mask_ratio is None else float(mask_ratio)
         keep = length if ratio <= 0 else max(1, int(round(length * (1.0 - ratio))))
         if keep < length and rng is None:
             raise InputError("masking needs an rng key (or mask_ratio=0)")
+        if keep < length:
+            ids_keep, ids_restore = random_keep(rng, n, length, keep)
+            mask = jnp.ones((n, length)).at[jnp.arange(n)[:, None], ids_keep].set(0.0)
+        else:
+            ids_keep = ids_restore = None
+            mask = jnp.zeros((n, length))
+        if self.standardize:
+            mu, sd = visible_band_stats(images, mask, self.patch, g)
+            tokens_in = self.tokens((images - mu) / sd)
+        else:
+            tokens_in = target
 
         pos = np.repeat(sincos_pos_embed_2d(*grid, self.embed_dim), g, axis=0)  # (L, D), groups share a place
         dpos = np.repeat(sincos_pos_embed_2d(*grid, self.decoder_dim), g, axis=0)
-        x = nn.Dense(self.embed_dim, dtype=self.dtype, name="embed")(target) + pos
+        x = nn.Dense(self.embed_dim, dtype=self.dtype, name="embed")(tokens_in) + pos
         if g > 1:
             gemb = self.param("group_embed", nn.initializers.normal(0.02), (g, self.embed_dim))
             x = x + jnp.tile(gemb, (length // g, 1))
-        if keep < length:
-            ids_keep, ids_restore = random_keep(rng, n, length, keep)
+        if ids_keep is not None:
             x = jnp.take_along_axis(x, ids_keep[..., None], axis=1)
-            mask = jnp.ones((n, length)).at[jnp.arange(n)[:, None], ids_keep].set(0.0)
-        else:
-            ids_restore = None
-            mask = jnp.zeros((n, length))
         x = Encoder(self.depth, self.heads, remat=self.remat, dtype=self.dtype, name="encoder")(x)
 
         y = nn.Dense(self.decoder_dim, dtype=self.dtype, name="decoder_embed")(x)
@@ -151,9 +168,29 @@ class MAE(nn.Module):
             dgemb = self.param("decoder_group_embed", nn.initializers.normal(0.02), (g, self.decoder_dim))
             y = y + jnp.tile(dgemb, (length // g, 1))
         y = Encoder(self.decoder_depth, self.decoder_heads, remat=self.remat, dtype=self.dtype, name="decoder")(y)
-        pred = nn.Dense(target.shape[-1], dtype=jnp.float32, name="head")(y).astype(jnp.float32)
+        head_init = nn.initializers.zeros if self.standardize else nn.initializers.lecun_normal()
+        pred = nn.Dense(target.shape[-1], dtype=jnp.float32, kernel_init=head_init, name="head")(y).astype(jnp.float32)
+        if self.standardize:  # back to [0, 1] pixels: a zero prediction is the visible per-band mean
+            pred = self.tokens(ungroup_tokens(pred, self.patch, grid, g, c) * sd + mu)
         image = ungroup_tokens(pred, self.patch, grid, g, c)
         return {"pred": pred, "target": target, "mask": mask, "image": image}
+
+
+def visible_band_stats(images: jax.Array, mask: jax.Array, patch: int, groups: int) -> tuple[jax.Array, jax.Array]:
+    """Per-sample, per-band mean and std of the VISIBLE pixels; images (N, H, W, C), mask (N, L).
+
+    Returns (mu, sd), each (N, 1, 1, C); sd = sqrt(var + 1e-6). A band none of whose tokens is
+    visible (spectral masking) gets the mean 0 and std 1e-3 of an empty set. Hidden pixels never
+    enter the statistics, so the standardisation leaks nothing of what is to be predicted.
+    """
+    n, h, w, c = images.shape
+    grid = (h // patch, w // patch)
+    per = patch * patch * c // groups
+    vis = ungroup_tokens(jnp.broadcast_to(1.0 - mask[..., None], (n, mask.shape[1], per)), patch, grid, groups, c)
+    count = jnp.maximum(jnp.sum(vis, axis=(1, 2), keepdims=True), 1.0)
+    mu = jnp.sum(images * vis, axis=(1, 2), keepdims=True) / count
+    var = jnp.sum(jnp.square(images - mu) * vis, axis=(1, 2), keepdims=True) / count
+    return mu, jnp.sqrt(var + 1e-6)
 
 
 def compose(images: jax.Array, out: dict[str, jax.Array], patch: int, groups: int) -> jax.Array:
@@ -215,6 +252,7 @@ def mae_fields(cfg: ml_collections.ConfigDict) -> tuple[tuple[str, Any], ...]:
         ("heads", int(cfg.heads)), ("decoder_dim", int(cfg.decoder_dim)), ("decoder_depth", int(cfg.decoder_depth)),
         ("decoder_heads", int(cfg.decoder_heads)), ("masking", str(cfg.masking)), ("band_groups", int(cfg.band_groups)),
         ("mask_ratio", float(cfg.mask_ratio)), ("remat", bool(cfg.get("remat", False))),
+        ("standardize", bool(cfg.get("standardize", True))),
     )  # fmt: skip
 
 
@@ -223,7 +261,7 @@ def mae_config(bands: int = 8) -> ml_collections.ConfigDict:
     return ml_collections.ConfigDict(
         {"name": "mae", "bands": bands, "patch": 8, "embed_dim": 128, "depth": 4, "heads": 4, "decoder_dim": 64,
          "decoder_depth": 2, "decoder_heads": 4, "masking": "spatial", "band_groups": 2, "mask_ratio": 0.75,
-         "norm_pix_loss": False, "remat": False}
+         "norm_pix_loss": False, "remat": False, "standardize": True}
     )  # fmt: skip
 
 
@@ -241,5 +279,5 @@ MAE_ENTRY = ModelEntry("mae", build_mae_pretrain, mae_config, "masked autoencode
 
 __all__ = [
     "MAE", "MAE_ENTRY", "MAEPretrain", "build_mae", "build_mae_pretrain", "compose", "group_tokens", "mae_config", "mae_fields",
-    "masked_mse", "mean_fill_mse", "random_keep", "ungroup_tokens",
+    "masked_mse", "mean_fill_mse", "random_keep", "ungroup_tokens", "visible_band_stats",
 ]  # fmt: skip

@@ -77,7 +77,7 @@ import ml_collections
 import numpy as np
 
 from pansharp_jax.errors import InputError
-from pansharp_jax.models.mae import mae_config
+from pansharp_jax.models.mae import mae_config, visible_band_stats
 from pansharp_jax.models.registry import ModelEntry
 from pansharp_jax.nn.vit import Encoder, EncoderBlock, patchify, sincos_pos_embed_2d
 
@@ -187,12 +187,17 @@ class AdapterLayer(nn.Module):
 
 
 class ViTBackbone(nn.Module):
-    """The frozen ViT: ``embed`` (Dense on P x P x C patches) + sine-cosine positions, ``encoder``."""
+    """The frozen ViT: ``embed`` (Dense on P x P x C patches) + sine-cosine positions, ``encoder``.
+
+    ``standardize``: each image standardised per band first (its own mean and std), as the MAE
+    that pre-trained these params saw its visible pixels (:func:`~pansharp_jax.models.mae.visible_band_stats`).
+    """
 
     patch: int
     dim: int
     depth: int
     heads: int
+    standardize: bool = True
 
     def setup(self) -> None:
         self.embed = nn.Dense(self.dim)
@@ -200,8 +205,11 @@ class ViTBackbone(nn.Module):
 
     def tokens(self, images: jax.Array) -> jax.Array:
         """(N, H, W, C) -> embedded tokens with positions (N, (H/P)(W/P), D)."""
-        _, h, w, _ = images.shape
+        n, h, w, _ = images.shape
         pos = sincos_pos_embed_2d(h // self.patch, w // self.patch, self.dim)
+        if self.standardize:
+            mu, sd = visible_band_stats(images, jnp.zeros((n, (h // self.patch) * (w // self.patch))), self.patch, 1)
+            images = (images - mu) / sd
         return self.embed(patchify(images, self.patch)) + pos
 
     def __call__(self, images: jax.Array) -> jax.Array:
@@ -239,6 +247,7 @@ class PanAdapter(nn.Module):
     vit_dim: int = 128
     vit_depth: int = 4
     vit_heads: int = 4
+    vit_standardize: bool = True  # as the MAE that pre-trained the ViT (its config's ``standardize``)
     adapters: int = 2
     adapter_dim: int = 96
     adapter_heads: int = 4
@@ -274,7 +283,7 @@ class PanAdapter(nn.Module):
             return lms + nn.Conv(c, (3, 3), name="prior_head")(jnp.concatenate([up, prior_b], -1))
 
         p, k = self.vit_patch, self.adapter_dim
-        vit = ViTBackbone(p, self.vit_dim, self.vit_depth, self.vit_heads, name="vit")
+        vit = ViTBackbone(p, self.vit_dim, self.vit_depth, self.vit_heads, self.vit_standardize, name="vit")
         x = vit.tokens(lms)
         if self.is_initializing():
             vit.encoder(x[:1])  # creates the frozen blocks' params, in the MAE encoder's layout
@@ -313,8 +322,9 @@ def build_panadapter(cfg: ml_collections.ConfigDict) -> PanAdapter:
     return PanAdapter(
         bands=int(cfg.bands), ratio=int(cfg.ratio), stage=int(cfg.stage), features=int(cfg.features), blocks=int(cfg.blocks),
         lpe_dim=int(cfg.lpe_dim), prior_dim=int(cfg.prior_dim), vit_patch=int(vit.patch), vit_dim=int(vit.embed_dim),
-        vit_depth=int(vit.depth), vit_heads=int(vit.heads), adapters=int(cfg.adapters), adapter_dim=int(cfg.adapter_dim),
-        adapter_heads=int(cfg.adapter_heads), tail_hidden=int(cfg.tail_hidden), w0=float(cfg.w0),
+        vit_depth=int(vit.depth), vit_heads=int(vit.heads), vit_standardize=bool(vit.get("standardize", True)),
+        adapters=int(cfg.adapters), adapter_dim=int(cfg.adapter_dim), adapter_heads=int(cfg.adapter_heads),
+        tail_hidden=int(cfg.tail_hidden), w0=float(cfg.w0),
     )  # fmt: skip
 
 

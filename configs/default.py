@@ -31,6 +31,7 @@ def get_config() -> ml_collections.ConfigDict:
     c.data.holdout_side = "right"  # wald_scene: held-out (validation-only) region
     c.data.holdout_fraction = 0.25
     c.data.seed = -1  # shuffling seed; -1 -> c.seed
+    c.data.augment = "none"  # none | dihedral (8 rotations/flips per sample; pipeline.BatchIterator)
 
     c.optim = ml_collections.ConfigDict()
     c.optim.name = "adam"  # adam | adamw | sgd

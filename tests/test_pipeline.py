@@ -219,3 +219,50 @@ def test_wald_scene_from_real_full_resolution_file(data_dir):
     assert val.region == pipeline.Box(0, 32, 24, 32)
     assert all(c1 <= 24 for *_, c1 in train.boxes)
     assert train.arrays["lrms"].shape[1:] == (2, 2, 8) and train.arrays["gt"].shape[1:] == (8, 8, 8)
+
+
+def test_dihedral_augmentation_draws_all_eight_symmetries_alike_in_every_array_and_resumes():
+    src = _array_source(30)
+    plain = pipeline.BatchIterator(src, 4, seed=5)
+    aug = pipeline.BatchIterator(src, 4, seed=5, augment="dihedral")
+    seen = set()
+    for _ in range(12):
+        ops = aug.peek_dihedral()
+        want, got = next(plain), next(aug)
+        for i, op in enumerate(ops):
+            seen.add(int(op))
+            for k in ("lrms", "pan", "lms", "gt"):
+                a = want[k][i]
+                a = a[::-1] if op >= 4 else a  # written out: row flip, then op % 4 quarter turns
+                for _ in range(op % 4):
+                    a = np.swapaxes(a, 0, 1)[::-1]
+                np.testing.assert_array_equal(got[k][i], a)
+    assert seen == set(range(8))
+    state = aug.get_state()
+    expected = [next(aug) for _ in range(3)]
+    resumed = pipeline.BatchIterator(src, 4, seed=5, augment="dihedral", state=state)
+    for want in expected:
+        got = next(resumed)
+        for k in want:
+            np.testing.assert_array_equal(got[k], want[k])
+    with pytest.raises(InputError, match="data.augment"):
+        pipeline.BatchIterator(src, 4, augment="flip")
+    with pytest.raises(InputError, match="square"):
+        pipeline.dihedral({"gt": np.zeros((1, 4, 6, 1))}, np.array([1]))
+
+
+@pytest.mark.parametrize("override,match", [({"data.augment": "flip"}, "data.augment must be one of"),
+                                            ({"data.augment": "dihedral", "cluster_cache.enabled": True}, "cluster_cache")])  # fmt: skip
+def test_trainer_refuses_bad_augmentation_before_the_workdir_is_made(tmp_path, override, match):
+    from pansharp_jax.train.cli_args import load_config
+    from pansharp_jax.train.loop import train
+
+    from pathlib import Path
+
+    config = load_config(f"{Path(__file__).resolve().parents[1] / 'configs' / 'fusionnet_wv3.py'}:smoke")
+    for k, v in override.items():
+        section, key = k.split(".")
+        config[section][key] = v
+    with pytest.raises(InputError, match=match):
+        train(config, tmp_path / "run")
+    assert not (tmp_path / "run").exists()

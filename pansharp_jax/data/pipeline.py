@@ -500,6 +500,26 @@ class EpochSampler:
         return self.global_indices(epoch, position)[lo : lo + self.local_batch]
 
 
+AUGMENTATIONS = ("none", "dihedral")
+
+
+def dihedral(batch: Batch, ops: np.ndarray) -> Batch:
+    """Apply symmetry ``ops[i]`` to sample ``i`` of every (N, H, W, C) array of ``batch``.
+
+    ``op = 4 * flip + k``: ``k`` counter-clockwise quarter turns (``np.rot90`` on H, W), after a
+    flip of the rows when ``flip``. Other entries pass through unchanged.
+    """
+    out = dict(batch)
+    for key, arr in batch.items():
+        a = np.asarray(arr)
+        if a.ndim != 4:
+            continue
+        if a.shape[1] != a.shape[2]:
+            raise InputError(f"dihedral augmentation needs square patches; {key!r} is {a.shape[1]} x {a.shape[2]}")
+        out[key] = np.stack([np.rot90(a[i, ::-1] if op >= 4 else a[i], int(op) % 4) for i, op in enumerate(ops)])
+    return out
+
+
 class BatchIterator(Iterator[Batch]):
     """Endless iterator of local batches with a resumable state.
 
@@ -509,6 +529,13 @@ class BatchIterator(Iterator[Batch]):
     trainer's cluster cache keys on them). ``get_state()`` is
     ``{"epoch", "position", "seed"}`` pointing at the *next* batch; ``set_state`` (or the
     ``state`` argument) continues from there.
+
+    ``augment='dihedral'``: each sample is rotated by a multiple of 90 degrees and, for half of
+    the draws, flipped (the 8 symmetries of the square), the same way in every array of the
+    sample; the draw depends only on (seed, epoch, position, row of the global batch), so a
+    resumed run sees the same batches. Square patches only. On Wald-reduced patches a flip
+    moves the decimation phase by up to ratio - 1 pixels of the PAN grid relative to the
+    reference, which is why it is off by default (the MAE, which sees ``gt`` only, uses it).
     """
 
     def __init__(
@@ -521,8 +548,12 @@ class BatchIterator(Iterator[Batch]):
         process_index: int | None = None,
         process_count: int | None = None,
         state: Mapping[str, int] | None = None,
+        augment: str = "none",
     ) -> None:
+        if augment not in AUGMENTATIONS:
+            raise InputError(f"data.augment must be one of {', '.join(AUGMENTATIONS)}, got {augment!r}")
         self.source = source
+        self.augment = augment
         self._args = dict(
             global_batch_size=global_batch_size,
             shuffle=shuffle,
@@ -554,6 +585,13 @@ class BatchIterator(Iterator[Batch]):
         """The dataset indices of this process's next batch (without advancing)."""
         return self.sampler.local_indices(self.epoch, self.position)
 
+    def peek_dihedral(self) -> np.ndarray:
+        """This process's rows of the next batch's symmetry draws (ints in [0, 8); see :func:`dihedral`)."""
+        sm = self.sampler
+        ops = np.random.default_rng([sm.seed, self.epoch, self.position, 0xD18]).integers(0, 8, sm.batch)
+        lo = sm.process_index * sm.local_batch
+        return ops[lo : lo + sm.local_batch]
+
     def peek_global_indices(self) -> np.ndarray:
         """The dataset indices of the next *global* batch (every process's rows, in order;
         the same on every process), without advancing. Its rows ``[p*B/P, (p+1)*B/P)`` are
@@ -562,6 +600,8 @@ class BatchIterator(Iterator[Batch]):
 
     def __next__(self) -> Batch:
         batch = self.source.get_batch(self.peek_indices())
+        if self.augment == "dihedral":
+            batch = dihedral(batch, self.peek_dihedral())
         self.position += 1
         if self.position == self.sampler.batches_per_epoch:
             self.epoch, self.position = self.epoch + 1, 0

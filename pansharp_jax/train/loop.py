@@ -282,6 +282,11 @@ def train(
         raise InputError(f"config.steps must be positive, got {total}")
     is_main = jax.process_index() == 0
     policy = policy_from_config(config)  # a bad name fails here, before any file is touched
+    augment = str(_get(config, "data.augment", "none") or "none")
+    if augment not in pipeline.AUGMENTATIONS:
+        raise InputError(f"data.augment must be one of {', '.join(pipeline.AUGMENTATIONS)}, got {augment!r}")
+    if augment != "none" and bool(_get(config, "cluster_cache.enabled", False)):
+        raise InputError("data.augment needs cluster_cache.enabled=False: the cache keys clusters on un-augmented samples")
 
     # The run folder first: plain files only, before any data preparation or Orbax call.
     saved = run_dir.saved_config(workdir) if workdir.is_dir() else None
@@ -300,7 +305,10 @@ def train(
     train_src, val_src, info = pipeline.build_sources(config.data)
     data_seed = int(_get(config, "data.seed", -1))
     it = pipeline.BatchIterator(
-        train_src, int(config.batch_size), seed=data_seed if data_seed >= 0 else int(config.seed)
+        train_src,
+        int(config.batch_size),
+        seed=data_seed if data_seed >= 0 else int(config.seed),
+        augment=augment,
     )
 
     state, schedule = init_state(config, train_src.get_batch([0]), mesh)

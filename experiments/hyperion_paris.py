@@ -343,6 +343,9 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     p = argparse.ArgumentParser(
         description="MHIF on the real EO-1 Hyperion + ALI Paris scene: full-resolution consistency (HS + PAN) and "
         "reduced-resolution scores (HS + MS). Data files are read under $PANSHARP_DATA.",
+        epilog="MHIF methods: bicubic, glp_hs, cnmf; learned: infn, feinfn (with --ckpt). Any other method of the "
+        "method API may be named (see 'pansharp fuse --help'); a method that cannot take a case's guide (1-band PAN, "
+        "9-band MS) is skipped with the reason.",
     )
     p.add_argument("--out", default="runs/hyperion_paris", metavar="DIR", help="output folder (default: runs/hyperion_paris)")
     p.add_argument("--methods", default=",".join(CLASSICAL), metavar="a,b,c",

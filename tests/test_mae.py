@@ -141,3 +141,25 @@ def test_standardisation_uses_visible_pixels_only(masking: str) -> None:
     b = m.apply({"params": p}, jnp.where(hidden, 1.0 - x, x), rng=jax.random.key(3))
     np.testing.assert_allclose(np.asarray(a["pred"]), np.asarray(b["pred"]), atol=1e-5)
     assert not np.allclose(np.asarray(a["target"]), np.asarray(b["target"]))
+
+
+def test_neighbour_fill_baseline_of_the_report() -> None:
+    """experiments/mae_report.py's neighbour fill: level of the nearest visible tokens + the visible mean pattern."""
+    import importlib.util
+    from pathlib import Path
+
+    spec = importlib.util.spec_from_file_location("mae_report", Path(__file__).resolve().parents[1] / "experiments" / "mae_report.py")
+    report = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(report)
+    rng = np.random.default_rng(0)
+    pattern = rng.normal(size=(1, 1, 4, 2))
+    pattern -= pattern.mean(axis=2, keepdims=True)
+    levels = np.array([1.0, 2.0, 3.0, 4.0, 5.0, 6.0, 7.0, 8.0, 9.0]).reshape(9, 1, 1) * np.array([1.0, -1.0])  # (9, 1, bands)
+    target = (levels[None] + pattern).reshape(1, 9, 8)  # a 3 x 3 token grid, 2 x 2 patches of 2 bands
+    mask = np.zeros((1, 9))
+    mask[0, [0, 4]] = 1.0  # hide the corner and the centre
+    filled = report.neighbour_fill(target, mask, (3, 3), 2).reshape(1, 9, 4, 2)
+    want_corner = np.mean([2.0, 4.0]) * np.array([1.0, -1.0])  # its visible radius-1 neighbours: tokens 1 and 3
+    want_centre = np.mean([2.0, 3.0, 4.0, 6.0, 7.0, 8.0, 9.0]) * np.array([1.0, -1.0])  # tokens 1-8 but 4
+    np.testing.assert_allclose(filled[0, 0], want_corner + pattern[0, 0], atol=1e-12)
+    np.testing.assert_allclose(filled[0, 4], want_centre + pattern[0, 0], atol=1e-12)

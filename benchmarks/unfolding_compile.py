@@ -11,7 +11,9 @@ For each number of stages K, :class:`~pansharp_jax.models.unfolding.Unfolding` w
 depth 1; no consistency term) and one training step (L1 loss, ``jax.value_and_grad``, SGD
 update; batch ``--batch``) is built two ways on the SAME parameters:
 
-* scan: ``Unfolding.apply`` (the K stages are one ``nn.scan``);
+* scan: ``Unfolding.apply`` with ``scan_unroll=1`` (the K stages are one rolled ``nn.scan``);
+* scan, unrolled: ``scan_unroll=K`` (the same ``nn.scan`` and params, the compiled loop
+  unrolled: the model's CPU default, see ``unfolding.resolve_unroll``);
 * loop: a Python loop applying :class:`~pansharp_jax.models.unfolding.Stage` K times, stage k
   with its slice ``params['stages'][k]`` of the stacked parameters (the unrolled graph).
 
@@ -44,11 +46,11 @@ def _cpu() -> float:
     return r.ru_utime + r.ru_stime
 
 
-def build(stages: int) -> Any:
-    """The tiny unfolding network with ``stages`` stages."""
+def build(stages: int, scan_unroll: int = 1) -> Any:
+    """The tiny unfolding network with ``stages`` stages (``scan_unroll``: see ``resolve_unroll``)."""
     cfg = unfolding_config(8, "WV2")
     cfg.mae.update(TINY_MAE)
-    cfg.update(stages=stages, features=16, consistency_weight=0.0)
+    cfg.update(stages=stages, features=16, consistency_weight=0.0, scan_unroll=scan_unroll)
     model = build_unfolding(cfg)
     return model
 
@@ -114,20 +116,25 @@ def main(argv: list[str] | None = None) -> int:
     print(f"jax {jax.__version__} on {jax.devices()[0].platform}; batch {args.batch}, PAN 64x64, 8 bands, MAE prior on")
     rows = []
     for k in ks:
-        model = build(k)
+        model, unrolled = build(k), build(k, scan_unroll=k)
         params = jax.jit(lambda m=model: m.init(jax.random.PRNGKey(1), batch["lrms"], batch["pan"], batch["lms"]))()["params"]
         scan_fwd = lambda p, a, b, c, m=model: m.apply({"params": p}, a, b, c)  # noqa: E731
+        unrolled_fwd = lambda p, a, b, c, m=unrolled: m.apply({"params": p}, a, b, c)  # noqa: E731
         loop_fwd = lambda p, a, b, c, m=model: loop_forward(m, p, a, b, c)  # noqa: E731
         diff = float(jnp.max(jnp.abs(jax.jit(scan_fwd)(params, batch["lrms"], batch["pan"], batch["lms"])
                                      - jax.jit(loop_fwd)(params, batch["lrms"], batch["pan"], batch["lms"]))))  # fmt: skip
         scan = time_case(scan_fwd, params, batch, args.runs)
+        unr = time_case(unrolled_fwd, params, batch, args.runs)
         loop = time_case(loop_fwd, params, batch, args.runs)
-        rows.append((k, scan, loop, diff))
-        print(f"K={k}: scan compile {scan['compile_s']:.2f} s, loop compile {loop['compile_s']:.2f} s", flush=True)
-    print("\n| K | scan compile s (CPU s) | scan step ms | loop compile s (CPU s) | loop step ms | max abs diff |")
-    print("|---:|---:|---:|---:|---:|---:|")
-    for k, s, lp, d in rows:
+        rows.append((k, scan, unr, loop, diff))
+        print(f"K={k}: scan compile {scan['compile_s']:.2f} s, unrolled {unr['compile_s']:.2f} s, "
+              f"loop {loop['compile_s']:.2f} s", flush=True)
+    print("\n| K | scan compile s (CPU s) | scan step ms | unrolled scan compile s (CPU s) | unrolled step ms "
+          "| loop compile s (CPU s) | loop step ms | max abs diff |")
+    print("|---:|---:|---:|---:|---:|---:|---:|---:|")
+    for k, s, u, lp, d in rows:
         print(f"| {k} | {s['compile_s']:.2f} ({s['compile_cpu_s']:.2f}) | {s['step_ms']:.1f} | "
+              f"{u['compile_s']:.2f} ({u['compile_cpu_s']:.2f}) | {u['step_ms']:.1f} | "
               f"{lp['compile_s']:.2f} ({lp['compile_cpu_s']:.2f}) | {lp['step_ms']:.1f} | {d:.1e} |")  # fmt: skip
     ok = all(np.isfinite(d) and d < 1e-4 for *_, d in rows)
     print("scan and loop outputs agree:", "yes" if ok else "NO")

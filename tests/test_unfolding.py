@@ -20,16 +20,17 @@ def _inputs(bands: int = 4, h: int = 8):
     return lrms, pan, jnp.asarray(wald.interp23tap(lrms, 4), jnp.float32)
 
 
-def _model(prior: bool, stages: int = 3):
+def _model(prior: bool, stages: int = 3, scan_unroll: int = 0):
     cfg = unfolding_config(4, "QB")
     cfg.mae.update(TINY_MAE)
-    cfg.stages, cfg.prior = stages, prior
+    cfg.stages, cfg.prior, cfg.scan_unroll = stages, prior, scan_unroll
     return build_unfolding(cfg)
 
 
-@pytest.mark.parametrize("prior", [True, False])
-def test_scanned_stages_equal_a_python_loop_over_the_same_stage_params(prior: bool) -> None:
-    m = _model(prior)
+@pytest.mark.parametrize("prior,scan_unroll", [(True, 1), (False, 1), (True, 0)])
+def test_scanned_stages_equal_a_python_loop_over_the_same_stage_params(prior: bool, scan_unroll: int) -> None:
+    """Rolled (unroll 1) and the CPU's unrolled scan (auto) both equal a Python loop."""
+    m = _model(prior, scan_unroll=scan_unroll)
     lrms, pan, lms = _inputs()
     v = jax.jit(lambda: m.init(jax.random.key(1), lrms, pan, lms))()
     p = v["params"]
@@ -80,3 +81,13 @@ def test_gradients_reach_every_stage_and_the_operators() -> None:
         assert float(jnp.abs(g[name]).max()) > 0, name
     assert np.all(np.abs(np.asarray(g["stages"]["eta"])) > 0)
     assert all(np.isfinite(np.asarray(a)).all() for a in jax.tree.leaves(g))
+
+
+def test_scan_unroll_auto_unrolls_on_the_cpu_only() -> None:
+    from pansharp_jax.errors import InputError
+    from pansharp_jax.models.unfolding import resolve_unroll
+
+    assert resolve_unroll(0, 4, "cpu") == 4 and resolve_unroll(0, 4, "gpu") == 1 and resolve_unroll(0, 4, "tpu") == 1
+    assert resolve_unroll(2, 4, "cpu") == 2 and resolve_unroll(9, 4, "gpu") == 4
+    with pytest.raises(InputError, match="scan_unroll"):
+        resolve_unroll(-1, 4)

@@ -503,6 +503,13 @@ class EpochSampler:
 AUGMENTATIONS = ("none", "dihedral")
 
 
+def check_augment(augment: str) -> str:
+    """``augment`` if it names an augmentation of :data:`AUGMENTATIONS`, else an InputError."""
+    if augment not in AUGMENTATIONS:
+        raise InputError(f"data.augment must be one of {', '.join(AUGMENTATIONS)}, got {augment!r}")
+    return augment
+
+
 def dihedral(batch: Batch, ops: np.ndarray) -> Batch:
     """Apply symmetry ``ops[i]`` to sample ``i`` of every (N, H, W, C) array of ``batch``.
 
@@ -550,10 +557,8 @@ class BatchIterator(Iterator[Batch]):
         state: Mapping[str, int] | None = None,
         augment: str = "none",
     ) -> None:
-        if augment not in AUGMENTATIONS:
-            raise InputError(f"data.augment must be one of {', '.join(AUGMENTATIONS)}, got {augment!r}")
         self.source = source
-        self.augment = augment
+        self.augment = check_augment(augment)
         self._args = dict(
             global_batch_size=global_batch_size,
             shuffle=shuffle,

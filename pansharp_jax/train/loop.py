@@ -282,9 +282,7 @@ def train(
         raise InputError(f"config.steps must be positive, got {total}")
     is_main = jax.process_index() == 0
     policy = policy_from_config(config)  # a bad name fails here, before any file is touched
-    augment = str(_get(config, "data.augment", "none") or "none")
-    if augment not in pipeline.AUGMENTATIONS:
-        raise InputError(f"data.augment must be one of {', '.join(pipeline.AUGMENTATIONS)}, got {augment!r}")
+    augment = pipeline.check_augment(str(_get(config, "data.augment", "none") or "none"))
     if augment != "none" and bool(_get(config, "cluster_cache.enabled", False)):
         raise InputError("data.augment needs cluster_cache.enabled=False: the cache keys clusters on un-augmented samples")
 

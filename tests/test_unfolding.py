@@ -85,7 +85,7 @@ def test_gradients_reach_every_stage_and_the_operators() -> None:
 
 def test_scan_unroll_auto_unrolls_on_the_cpu_only() -> None:
     from pansharp_jax.errors import InputError
-    from pansharp_jax.models.unfolding import resolve_unroll
+    from pansharp_jax.nn.unroll import resolve_unroll
 
     assert resolve_unroll(0, 4, "cpu") == 4 and resolve_unroll(0, 4, "gpu") == 1 and resolve_unroll(0, 4, "tpu") == 1
     assert resolve_unroll(2, 4, "cpu") == 2 and resolve_unroll(9, 4, "gpu") == 4

@@ -22,7 +22,7 @@ The stages are ONE ``nn.scan`` over stacked per-stage params (eta, lam, Prox), t
 operators and the MAE's params broadcast to every stage, so compile time does not depend on
 ``stages``. ``apply(..., return_stages=True)`` returns (N, K, H, W, C), every stage's output.
 ``scan_unroll`` (0 = auto) unrolls the compiled loop on the CPU, where XLA's reverse pass of the
-rolled loop is 13x slower (:func:`resolve_unroll`); the params stay stacked either way.
+rolled loop is 13x slower (:func:`pansharp_jax.nn.unroll.resolve_unroll`); the params stay stacked either way.
 
 Design choices the paper leaves open (code unreleased), each a config field: proximal
 gradient descent (not half-quadratic splitting); stages 4; blur kernel 9 x 9 cut from the
@@ -48,9 +48,9 @@ import numpy as np
 
 from pansharp_jax.data.sensors import get_sensor
 from pansharp_jax.data.wald import mtf_kernels
-from pansharp_jax.errors import InputError
 from pansharp_jax.models.mae import MAE, mae_config, mae_fields
 from pansharp_jax.models.registry import ModelEntry
+from pansharp_jax.nn.unroll import resolve_unroll
 
 
 def blur(x: jax.Array, kernel: jax.Array) -> jax.Array:
@@ -214,23 +214,6 @@ def unfolding_config(bands: int = 8, sensor: str = "WV3") -> ml_collections.Conf
          "sensor": sensor, "prior": True, "mae": mae_config(bands), "consistency_weight": 0.1,
          "consistency_mae": spectral_mae_config(bands)}
     )  # fmt: skip
-
-
-def resolve_unroll(scan_unroll: int, stages: int, backend: str | None = None) -> int:
-    """The stage scan's ``unroll`` (``nn.scan``): ``scan_unroll`` when > 0, else ``stages`` on the
-    CPU and 1 on accelerators.
-
-    Why: on XLA:CPU the reverse pass of the rolled stage loop ran 13x slower than the same
-    stages unrolled (15 s against 1.0 s per batch-16 step of 64 x 64 patches; the forward pass
-    was 0.3 s either way). Unrolling keeps the stacked per-stage params and the scan's
-    semantics; only the compiled program is K copies long, so compile time grows with K there
-    (``benchmarks/unfolding_compile.py`` measures both).
-    """
-    if scan_unroll < 0:
-        raise InputError(f"scan_unroll must be >= 0 (0: auto), got {scan_unroll}")
-    if scan_unroll:
-        return min(int(scan_unroll), int(stages))
-    return int(stages) if (backend or jax.default_backend()) == "cpu" else 1
 
 
 def build_unfolding(cfg: ml_collections.ConfigDict) -> Unfolding:

@@ -13,7 +13,7 @@ update; batch ``--batch``) is built two ways on the SAME parameters:
 
 * scan: ``Unfolding.apply`` with ``scan_unroll=1`` (the K stages are one rolled ``nn.scan``);
 * scan, unrolled: ``scan_unroll=K`` (the same ``nn.scan`` and params, the compiled loop
-  unrolled: the model's CPU default, see ``unfolding.resolve_unroll``);
+  unrolled: the model's CPU default, see ``pansharp_jax.nn.unroll.resolve_unroll``);
 * loop: a Python loop applying :class:`~pansharp_jax.models.unfolding.Stage` K times, stage k
   with its slice ``params['stages'][k]`` of the stacked parameters (the unrolled graph).
 
@@ -47,7 +47,7 @@ def _cpu() -> float:
 
 
 def build(stages: int, scan_unroll: int = 1) -> Any:
-    """The tiny unfolding network with ``stages`` stages (``scan_unroll``: see ``resolve_unroll``)."""
+    """The tiny unfolding network with ``stages`` stages (``scan_unroll``: see ``nn.unroll.resolve_unroll``)."""
     cfg = unfolding_config(8, "WV2")
     cfg.mae.update(TINY_MAE)
     cfg.update(stages=stages, features=16, consistency_weight=0.0, scan_unroll=scan_unroll)

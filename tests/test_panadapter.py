@@ -131,6 +131,18 @@ def _edsr_reference(x: np.ndarray, sd: dict[str, np.ndarray], blocks: int, tail:
     return taps + [conv(y, tail) + h]
 
 
+def test_stage2_starts_at_the_lms_and_the_tail_init_is_configurable() -> None:
+    """The zero-initialised tail output makes a fresh stage-2 network return the LMS exactly;
+    ``tail_zero_init=False`` (the released code's random init) does not."""
+    lrms, pan, lms = _inputs()
+    for zero in (True, False):
+        cfg = _cfg(2)
+        cfg.tail_zero_init = zero
+        m = pa.build_panadapter(cfg)
+        out = np.asarray(jax.jit(lambda: m.apply(m.init(jax.random.key(3), lrms, pan, lms), lrms, pan, lms))())
+        assert np.array_equal(out, np.asarray(lms)) == zero
+
+
 def test_edsr_weights_load_into_the_body(monkeypatch: pytest.MonkeyPatch) -> None:
     rng = np.random.default_rng(0)
     sd = _edsr_state_dict(rng, cin=3, f=4, blocks=3)  # a file with 3 blocks; our body takes the first 2

@@ -24,11 +24,10 @@ Writes one workdir per model under ``--runs`` (``<runs>/<model>``) and ``<runs>/
 from __future__ import annotations
 
 import argparse
-import json
-import subprocess
 import sys
-import time
 from pathlib import Path
+
+from pansharp_jax.train.queue import run_recorded, train_command
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -81,23 +80,11 @@ def main(argv: list[str] | None = None) -> int:
     args = ap.parse_args(argv)
     runs = Path(args.runs)
     runs.mkdir(parents=True, exist_ok=True)
-    summary_path = runs / "summary.json"
-    summary = json.loads(summary_path.read_text()) if summary_path.is_file() else {}
     for name in [m.strip() for m in args.models.split(",") if m.strip()]:
         if name not in CONFIGS:
             raise SystemExit(f"unknown model {name!r}; known: {', '.join(CONFIGS)}")
-        cmd = [sys.executable, "-m", "pansharp_jax.cli", "train", "--config", str(REPO / "configs" / CONFIGS[name]),
-               "--workdir", str(runs / name), *overrides(args.steps, args.batch), *EXTRA.get(name, [])]  # fmt: skip
-        print(f"{name}: training ({CONFIGS[name]}, {args.steps} steps) ...", file=sys.stderr, flush=True)
-        t0 = time.perf_counter()
-        try:
-            done = subprocess.run(cmd, capture_output=True, text=True, timeout=args.timeout)
-            ok, tail = done.returncode == 0, (done.stdout + done.stderr).strip().splitlines()[-3:]
-        except subprocess.TimeoutExpired:
-            ok, tail = False, [f"stopped after {args.timeout:.0f} s"]
-        summary[name] = {"config": CONFIGS[name], "steps": args.steps, "ok": ok, "seconds": round(time.perf_counter() - t0, 1), "tail": tail}
-        print(f"{name}: {'ok' if ok else 'FAILED'} in {summary[name]['seconds']} s; {' / '.join(tail)[-300:]}", file=sys.stderr, flush=True)
-        summary_path.write_text(json.dumps(summary, indent=2))
+        cmd = train_command(REPO / "configs" / CONFIGS[name], runs / name, [*overrides(args.steps, args.batch), *EXTRA.get(name, [])])
+        run_recorded(name, cmd, runs / "summary.json", args.timeout, config=CONFIGS[name], steps=args.steps)
     return 0
 
 

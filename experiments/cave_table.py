@@ -19,7 +19,8 @@ success; a rerun skips runs that finished with the same steps), ``<out>/x<r>/`` 
 metrics and image grids) and ``<out>/cave_table.md`` / ``.json``. Usage::
 
     python experiments/make_cave_patches.py --root runs/data
-    python experiments/cave_table.py --data runs/data --runs runs/cave --steps 300 --out reports/cave
+    python experiments/cave_table.py --data runs/data --runs runs/cave --steps 300 --out reports/cave \\
+        --model-steps infn=2000
 """
 
 from __future__ import annotations
@@ -73,8 +74,19 @@ def compare(scene: Path, ratio: int, ckpts: dict[str, Path], out: Path) -> dict[
     return json.loads((out / "metrics.json").read_text())
 
 
-def table(results: dict[int, dict[str, Any]], steps: int, size: str) -> str:
-    """One Markdown table: a row per (ratio, method), the best learned / classical value in bold per ratio."""
+def steps_per_model(models: Sequence[str], steps: int, spec: str) -> dict[str, int]:
+    """``--steps`` for every model, except those named in ``spec`` (``"infn=2000,feinfn=600"``)."""
+    out = dict.fromkeys(models, steps)
+    for item in filter(None, (s.strip() for s in spec.split(","))):
+        name, _, value = item.partition("=")
+        if name not in out or not value.isdigit():
+            raise SystemExit(f"--model-steps: {item!r} is not MODEL=STEPS for one of {', '.join(models)}")
+        out[name] = int(value)
+    return out
+
+
+def table(results: dict[int, dict[str, Any]], steps: dict[str, int], size: str) -> str:
+    """One Markdown table: a row per (ratio, method), the best value of each metric per ratio in bold."""
     head = "| method | ratio | " + " | ".join(label for _, label, _ in METRICS) + " |"
     lines = [head, "|---|---|" + "---:|" * len(METRICS)]
     for ratio, res in sorted(results.items()):
@@ -82,7 +94,7 @@ def table(results: dict[int, dict[str, Any]], steps: int, size: str) -> str:
         best = {k: (max if hi else min)(r["metrics"][k] for r in rows) for k, _, hi in METRICS}
         for r in rows:
             learned = r["method"] not in CLASSICAL
-            label = r["label"] + (f" ({steps} steps, {size})" if learned else "")
+            label = r["label"] + (f" ({steps[r['method']]} steps, {size})" if learned else "")
             cells = [f"**{v:.4f}**" if v == best[k] else f"{v:.4f}" for k, v in ((k, r["metrics"][k]) for k, _, _ in METRICS)]
             lines.append(f"| {label} | x{ratio} | " + " | ".join(cells) + " |")
     return "\n".join(lines) + "\n"
@@ -95,7 +107,8 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     ap.add_argument("--out", required=True, type=Path, help="folder for the compare outputs and cave_table.md/.json")
     ap.add_argument("--models", default=",".join(MODELS), help=f"comma-separated subset of {', '.join(MODELS)}")
     ap.add_argument("--ratios", default="4,8", help="comma-separated ratios (each needs its x<r> files)")
-    ap.add_argument("--steps", type=int, default=300)
+    ap.add_argument("--steps", type=int, default=300, help="training steps of every model (see --model-steps)")
+    ap.add_argument("--model-steps", default="", metavar="M=N,...", help="per-model steps overriding --steps, e.g. infn=2000")
     ap.add_argument("--batch", type=int, default=4)
     ap.add_argument("--lr", type=float, default=1e-3)
     ap.add_argument("--size", choices=("tiny", "full"), default="tiny", help="tiny: CPU-sized widths (TINY); full: the configs'")
@@ -111,6 +124,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     if unknown:
         raise SystemExit(f"unknown model(s) {unknown}; known: {', '.join(MODELS)}")
     ratios = [int(r) for r in args.ratios.split(",")]
+    steps = steps_per_model(models, args.steps, args.model_steps)
     missing = [p for r in ratios for p in (args.data / f"cave/train_cave_x{r}.npz",) if not p.is_file()]
     if missing:
         raise SystemExit(f"missing {missing[0]}: run  python experiments/make_cave_patches.py --root {args.data}")
@@ -122,18 +136,18 @@ def main(argv: Sequence[str] | None = None) -> int:
     for ratio in ratios:
         ckpts = {}
         for model in models:
-            name, record = f"{model}_x{ratio}", {"steps": args.steps, "batch": args.batch, "size": args.size}
+            name, record = f"{model}_x{ratio}", {"steps": steps[model], "batch": args.batch, "size": args.size}
             workdir = args.runs / name
             ok = finished(summary, name, **record)
             if not ok:
                 config = REPO / "configs" / f"{model}_cave_x{ratio}.py"
-                overrides = train_overrides(model, args.data, args.steps, args.batch, args.lr, args.size)
+                overrides = train_overrides(model, args.data, steps[model], args.batch, args.lr, args.size)
                 ok = run_recorded(name, train_command(config, workdir, overrides), summary, args.timeout, **record)
             if ok:
                 ckpts[model] = workdir
         results[ratio] = compare(scene, ratio, ckpts, args.out / f"x{ratio}")
     args.out.mkdir(parents=True, exist_ok=True)
-    md = table(results, args.steps, args.size)
+    md = table(results, steps, args.size)
     (args.out / "cave_table.md").write_text(md)
     (args.out / "cave_table.json").write_text(json.dumps({str(r): v for r, v in results.items()}, indent=2))
     print(md)

@@ -61,7 +61,8 @@ def test_table_marks_the_best_value_of_each_metric_per_ratio() -> None:
                             for m, v in rows]}  # fmt: skip
 
     md = cave.table({8: res([("bicubic", (30.0, 6.0, 11.0, 0.86)), ("infn", (31.0, 7.0, 10.0, 0.85))]),
-                     4: res([("cnmf", (51.0, 3.5, 2.0, 0.99)), ("infn", (40.0, 3.0, 9.0, 0.95))])}, 300, "tiny")  # fmt: skip
+                     4: res([("cnmf", (51.0, 3.5, 2.0, 0.99)), ("infn", (40.0, 3.0, 9.0, 0.95))])},
+                    {"infn": 300}, "tiny")  # fmt: skip
     lines = md.splitlines()
     assert lines[0].startswith("| method | ratio | PSNR (dB) | SAM (deg) | ERGAS | SSIM |")
     assert lines[2] == "| CNMF | x4 | **51.0000** | 3.5000 | **2.0000** | **0.9900** |"
@@ -73,3 +74,12 @@ def test_table_marks_the_best_value_of_each_metric_per_ratio() -> None:
 def test_missing_patches_name_the_command_that_makes_them(tmp_path: Path) -> None:
     with pytest.raises(SystemExit, match="make_cave_patches.py --root"):
         _script().main(["--data", str(tmp_path), "--runs", str(tmp_path / "r"), "--out", str(tmp_path / "o")])
+
+
+def test_model_steps_override_only_the_named_models() -> None:
+    cave = _script()
+    assert cave.steps_per_model(["infn", "feinfn"], 300, "infn=2000") == {"infn": 2000, "feinfn": 300}
+    assert cave.steps_per_model(["infn"], 300, "") == {"infn": 300}
+    for bad in ("fusionmamba=5", "infn=x", "infn"):
+        with pytest.raises(SystemExit, match="--model-steps"):
+            cave.steps_per_model(["infn", "feinfn"], 300, bad)

@@ -140,3 +140,28 @@ def test_mhif_method_errors(data_dir: Path, capsys: pytest.CaptureFixture[str]) 
         evaluate(scene.gt, scene, "fr")
     rc, _, err = run(capsys, "fuse", "-m", "infn", "-i", FOOD, "-o", "never.npz")
     assert rc == 2 and "--ckpt" in err and len(err.strip().splitlines()) == 1
+
+
+def test_guided_mamba_checkpoints_go_to_the_mhif_runner(tmp_path: Path) -> None:
+    """FusionMamba trained with an RGB guide fuses MHIF arrays through the MHIF runner (equal to the
+    module's own apply); a 1-band run is left to the pan-sharpening source."""
+    from pansharp_jax.methods.mhif import MhifSource, _guided_checkpoint, mhif_from_params
+    from pansharp_jax.train.workdir import write_config
+
+    cfg = registry.default_config("fusionmamba")
+    cfg.update(bands=5, guide_bands=3, dim=8)
+    for guide, want in ((3, True), (1, False)):
+        write_config(tmp_path / f"g{guide}", {"model": {**cfg.to_dict(), "guide_bands": guide}})
+        assert _guided_checkpoint(tmp_path / f"g{guide}") is want
+    assert not _guided_checkpoint(tmp_path / "missing") and not _guided_checkpoint(None)
+    assert MhifSource().resolve("fusionmamba", {"ckpt": str(tmp_path / "g1")}) is None
+    rng = np.random.default_rng(0)
+    lrms, guide = rng.uniform(0, 1, (1, 4, 4, 5)), rng.uniform(0, 1, (1, 16, 16, 3))
+    module = registry.build_model(cfg)
+    lr, gd = jnp.asarray(lrms, jnp.float32), jnp.asarray(guide, jnp.float32)
+    params = module.init(jax.random.key(0), lr, gd, imresize_bicubic(lr, 4))["params"]
+    method = mhif_from_params("fusionmamba", params, cfg)
+    got = method.fuse_arrays(lrms, guide, ratio=4)
+    ref = np.clip(np.asarray(module.apply({"params": params}, lr, gd, imresize_bicubic(lr, 4))), 0, 1)
+    assert got.shape == (1, 16, 16, 5)
+    np.testing.assert_allclose(got, ref, atol=1e-5)

@@ -7,7 +7,10 @@ guide ``pan`` (H, W, K). :class:`MhifSource` provides
   ``cnmf``; run in float64 with their defaults: the ``"zsl"`` degradation, CNMF's SRF estimated
   per image), and
 * the learned ``infn`` / ``feinfn`` from a ``pansharp train`` workdir (``ckpt=``); no released
-  weights exist. The network's ``lms`` is the MATLAB-bicubic upsampled LR-HSI (the ``HSI_up``
+  weights exist;
+* ``le_mamba`` / ``fusionmamba`` checkpoints trained with a K-band guide (``model.guide_bands``
+  > 1, e.g. ``configs/le_mamba_cave_x4.py``); their 1-band pan-sharpening checkpoints and
+  released weights are left to the pan-sharpening source. The network's ``lms`` is the MATLAB-bicubic upsampled LR-HSI (the ``HSI_up``
   the training arrays hold), computed from the LR-HSI it is given (tiles: from the window).
 
 :class:`MhifMethod` is a :class:`~pansharp_jax.methods.base.Method` whose
@@ -35,6 +38,7 @@ from pansharp_jax.methods.base import GLOBAL, LOCAL, Method, finish_product
 
 CLASSICAL = {"bicubic": "Bicubic", "glp_hs": "GLP-HS", "cnmf": "CNMF"}
 MODELS = ("infn", "feinfn")
+GUIDED = ("le_mamba", "fusionmamba")  # pan-sharpening nets that also train with a K-band guide
 
 
 @dataclasses.dataclass(frozen=True)
@@ -139,7 +143,7 @@ def mhif_from_params(
 
     blocks = int(model_config.get("blocks", 4))
     label = _model_label(name)
-    global_rf = name == "feinfn"  # FFTs over the whole image
+    global_rf = name in ("feinfn", *GUIDED)  # FFTs / selective scans over the whole image
     tags, origin = precision_provenance(dict(tags) if tags is not None else _provenance(name, label, "mhif"), origin, policy)
     return MhifMethod(
         name, label, fuse_batch, "mhif",
@@ -149,8 +153,19 @@ def mhif_from_params(
     )  # fmt: skip
 
 
+def _guided_checkpoint(ckpt: Any) -> bool:
+    """Whether workdir ``ckpt`` holds a run whose model took a guide of more than one band."""
+    from pansharp_jax.train.workdir import saved_config
+
+    if ckpt is None or not Path(ckpt).is_dir():
+        return False
+    model = (saved_config(ckpt) or {}).get("model", {}) or {}
+    return int(model.get("guide_bands", 1) or 1) > 1
+
+
 class MhifSource:
-    """MHIF classical baselines and ``infn`` / ``feinfn`` checkpoints (``ckpt=WORKDIR``)."""
+    """MHIF classical baselines, ``infn`` / ``feinfn`` checkpoints (``ckpt=WORKDIR``), and
+    ``le_mamba`` / ``fusionmamba`` checkpoints trained with a K-band guide."""
 
     name = "mhif"
     options: tuple[str, ...] = ("weights", "ckpt", "precision", "matmul_precision")
@@ -164,7 +179,9 @@ class MhifSource:
             if used:
                 raise InputError(f"method '{name}' is classical (MHIF) and takes no {', '.join('--' + u for u in used)}")
             return _classical(name)
-        if name not in MODELS:
+        if name in GUIDED and not _guided_checkpoint(opts.get("ckpt")):
+            return None  # a pan-sharpening request: the built-in source answers it
+        if name not in (*MODELS, *GUIDED):
             return None
         other = [k for k in used if k not in self.options]
         if other:

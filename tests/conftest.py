@@ -1,11 +1,17 @@
-"""Shared fixtures: real data and weights found through PANSHARP_DATA / PANSHARP_WEIGHTS."""
+"""Shared fixtures: real data and weights found through PANSHARP_DATA / PANSHARP_WEIGHTS, and the
+experiment scripts (``experiments/*.py``) loaded as modules."""
 
 from __future__ import annotations
 
+import importlib.util
 import os
+from collections.abc import Callable
 from pathlib import Path
+from types import ModuleType
 
 import pytest
+
+REPO = Path(__file__).resolve().parents[1]
 
 # The CLI and trainer switch on JAX's persistent compilation cache (pansharp_jax.runtime); the
 # suite keeps the user's cache folder untouched and its timings independent of earlier runs.
@@ -36,3 +42,16 @@ def weights_dir() -> Path:
     if path is None:
         pytest.skip("PANSHARP_WEIGHTS is unset or not a folder: weights test skipped (CI sets it to ../shared/weights)")
     return path
+
+
+def _load_experiment(name: str) -> ModuleType:
+    spec = importlib.util.spec_from_file_location(name, REPO / "experiments" / f"{name}.py")
+    module = importlib.util.module_from_spec(spec)  # type: ignore[arg-type]
+    spec.loader.exec_module(module)  # type: ignore[union-attr]
+    return module
+
+
+@pytest.fixture(scope="session")
+def experiment() -> Callable[[str], ModuleType]:
+    """``experiment("cave_table")``: the script ``experiments/cave_table.py`` as a fresh module."""
+    return _load_experiment

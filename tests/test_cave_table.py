@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import importlib.util
 import json
 import sys
 from pathlib import Path
@@ -13,13 +12,6 @@ from pansharp_jax.train.cli_args import load_config
 from pansharp_jax.train.queue import finished, run_recorded
 
 REPO = Path(__file__).resolve().parents[1]
-
-
-def _script():
-    spec = importlib.util.spec_from_file_location("cave_table", REPO / "experiments" / "cave_table.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
 
 
 def test_run_recorded_keeps_every_outcome_and_finished_matches_the_record(tmp_path: Path) -> None:
@@ -38,9 +30,9 @@ def test_run_recorded_keeps_every_outcome_and_finished_matches_the_record(tmp_pa
 
 
 @pytest.mark.parametrize("model", ["infn", "feinfn", "le_mamba", "fusionmamba"])
-def test_every_override_names_a_key_of_the_model_config(model: str) -> None:
+def test_every_override_names_a_key_of_the_model_config(model: str, experiment) -> None:
     """Each override of the table's runs applies to the model's CAVE config (a typo would raise)."""
-    cave = _script()
+    cave = experiment("cave_table")
     overrides = cave.train_overrides(model, Path("data"), 7, 2, 1e-3, "tiny")
     cfg = load_config(str(REPO / "configs" / f"{model}_cave_x8.py"), overrides)
     assert cfg.steps == 7 and cfg.batch_size == 2 and cfg.optim.schedule == "cosine" and cfg.data.ratio == 8
@@ -53,8 +45,8 @@ def test_every_override_names_a_key_of_the_model_config(model: str) -> None:
         assert str(tuple(got) if isinstance(got, (list, tuple)) else got) == value
 
 
-def test_table_marks_the_best_value_of_each_metric_per_ratio() -> None:
-    cave = _script()
+def test_table_marks_the_best_value_of_each_metric_per_ratio(experiment) -> None:
+    cave = experiment("cave_table")
 
     def res(rows):
         return {"results": [{"method": m, "label": m.upper(), "metrics": dict(zip(("PSNR", "SAM", "ERGAS", "SSIM"), v))}
@@ -71,13 +63,13 @@ def test_table_marks_the_best_value_of_each_metric_per_ratio() -> None:
     assert lines[5] == "| INFN (300 steps, tiny) | x8 | **31.0000** | 7.0000 | **10.0000** | 0.8500 |"
 
 
-def test_missing_patches_name_the_command_that_makes_them(tmp_path: Path) -> None:
+def test_missing_patches_name_the_command_that_makes_them(tmp_path: Path, experiment) -> None:
     with pytest.raises(SystemExit, match="make_cave_patches.py --root"):
-        _script().main(["--data", str(tmp_path), "--runs", str(tmp_path / "r"), "--out", str(tmp_path / "o")])
+        experiment("cave_table").main(["--data", str(tmp_path), "--runs", str(tmp_path / "r"), "--out", str(tmp_path / "o")])
 
 
-def test_model_steps_override_only_the_named_models() -> None:
-    cave = _script()
+def test_model_steps_override_only_the_named_models(experiment) -> None:
+    cave = experiment("cave_table")
     assert cave.steps_per_model(["infn", "feinfn"], 300, "infn=2000") == {"infn": 2000, "feinfn": 300}
     assert cave.steps_per_model(["infn"], 300, "") == {"infn": 300}
     for bad in ("fusionmamba=5", "infn=x", "infn"):

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import importlib.util
 import json
 from pathlib import Path
 
@@ -21,20 +20,13 @@ from pansharp_jax.train.loop import train
 REPO = Path(__file__).resolve().parents[1]
 
 
-def _script():
-    spec = importlib.util.spec_from_file_location("unfolding_stages", REPO / "experiments" / "unfolding_stages.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
-def test_stage_metrics_of_a_two_step_run(data_dir: Path, tmp_path: Path) -> None:
+def test_stage_metrics_of_a_two_step_run(data_dir: Path, tmp_path: Path, experiment) -> None:
     run, out = tmp_path / "unf", tmp_path / "out"
     config = load_config(f"{REPO / 'configs' / 'unfolding_wv2_real.py'}:smoke,noloss,k2",
                          ["--config.steps=2", "--config.eval_every=0", "--config.batch_size=2"])  # fmt: skip
     config.logging.console = False
     params = train(config, run).params  # the 2-step run's final parameters (its last checkpoint)
-    assert _script().main(["--ckpt", str(run), "--scene", "rr/wv3_cdif.mat", "--prefer", "latest", "--out", str(out)]) == 0
+    assert experiment("unfolding_stages").main(["--ckpt", str(run), "--scene", "rr/wv3_cdif.mat", "--prefer", "latest", "--out", str(out)]) == 0
     report = json.loads((out / "stages.json").read_text())
     assert (out / "stages.png").stat().st_size > 1000 and report["step"] == 2
 

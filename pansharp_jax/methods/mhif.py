@@ -10,8 +10,10 @@ guide ``pan`` (H, W, K). :class:`MhifSource` provides
   weights exist;
 * ``le_mamba`` / ``fusionmamba`` checkpoints trained with a K-band guide (``model.guide_bands``
   > 1, e.g. ``configs/le_mamba_cave_x4.py``); their 1-band pan-sharpening checkpoints and
-  released weights are left to the pan-sharpening source. The network's ``lms`` is the MATLAB-bicubic upsampled LR-HSI (the ``HSI_up``
-  the training arrays hold), computed from the LR-HSI it is given (tiles: from the window).
+  released weights are left to the pan-sharpening source.
+
+A learned network's ``lms`` is the MATLAB-bicubic upsampled LR-HSI (the ``HSI_up`` the training
+arrays hold), computed from the LR-HSI it is given (tiles: from the window).
 
 :class:`MhifMethod` is a :class:`~pansharp_jax.methods.base.Method` whose
 :meth:`~MhifMethod.fuse_arrays` takes a guide with any number of bands. The source is asked

@@ -37,7 +37,7 @@ Stage 2 (``stage=2``): the priors feed cascaded adapters injected into a frozen 
   Dense C); + LMS. As in the released code the ViT's own output is discarded. The tail's
   output layer starts at zero (``tail_zero_init``, our choice; the code uses PyTorch's default
   init), so stage 2 starts at the LMS: a random SIREN output layer adds noise of the images'
-  own magnitude and 100 CPU steps did not remove it (held-out Q2n 0.29, below the LMS's 0.60).
+  own magnitude and 100 CPU steps did not remove it (held-out Q2n 0.29, below the LMS's 0.62).
 
 Code vs paper, and the choices made here (training ones through the config: ``optim.frozen``,
 ``loss``; sizes and the adapter count through model fields):

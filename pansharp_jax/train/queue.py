@@ -2,7 +2,8 @@
 
 Used by the experiment scripts that give many models a short run each
 (``experiments/self_trained_wv3.py``, ``experiments/cave_table.py``): one failing or slow model
-is recorded and stopped, the others still run, and a rerun skips what already finished.
+is recorded and stopped, the others still run, and :func:`finished` lets a rerun skip the runs
+already done.
 """
 
 from __future__ import annotations

@@ -15,7 +15,7 @@ convention (:func:`pansharp_jax.metrics.evaluate_mhif`: [0, 1], no border cut).
   checkpoint (``--ckpt``), the classical methods given the true blur and SRF.
 
 Writes ``<runs>/<model>_x<r>/`` (one workdir each; ``<runs>/summary.json`` records time and
-success; a rerun skips runs that finished with the same steps), ``<out>/x<r>/`` (compare's
+success; a rerun skips runs that finished with the same steps, batch, lr and size), ``<out>/x<r>/`` (compare's
 metrics and image grids) and ``<out>/cave_table.md`` / ``.json``. Usage::
 
     python experiments/make_cave_patches.py --root runs/data
@@ -125,7 +125,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         raise SystemExit(f"unknown model(s) {unknown}; known: {', '.join(MODELS)}")
     ratios = [int(r) for r in args.ratios.split(",")]
     steps = steps_per_model(models, args.steps, args.model_steps)
-    missing = [p for r in ratios for p in (args.data / f"cave/train_cave_x{r}.npz",) if not p.is_file()]
+    missing = [p for p in (args.data / f"cave/train_cave_x{r}.npz" for r in ratios) if not p.is_file()]
     if missing:
         raise SystemExit(f"missing {missing[0]}: run  python experiments/make_cave_patches.py --root {args.data}")
     scene = args.scene or Path(os.environ.get("PANSHARP_DATA", "")) / SCENE
@@ -136,7 +136,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     for ratio in ratios:
         ckpts = {}
         for model in models:
-            name, record = f"{model}_x{ratio}", {"steps": steps[model], "batch": args.batch, "size": args.size}
+            name, record = f"{model}_x{ratio}", {"steps": steps[model], "batch": args.batch, "lr": args.lr, "size": args.size}
             workdir = args.runs / name
             ok = finished(summary, name, **record)
             if not ok:

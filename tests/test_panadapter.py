@@ -136,7 +136,7 @@ def test_stage2_starts_at_the_lms_and_the_tail_init_is_configurable() -> None:
     ``tail_zero_init=False`` (the released code's random init) does not."""
     lrms, pan, lms = _inputs()
     for zero in (True, False):
-        cfg = _cfg(2)
+        cfg = _cfg(2, depth=1, adapters=1)
         cfg.tail_zero_init = zero
         m = pa.build_panadapter(cfg)
         out = np.asarray(jax.jit(lambda: m.apply(m.init(jax.random.key(3), lrms, pan, lms), lrms, pan, lms))())

@@ -20,7 +20,7 @@ demo: $(STAMP)
 	$(BIN)/pansharp demo --out demo_out
 
 test: $(STAMP)
-	$(BIN)/python -m pytest -n 2 -q
+	$(BIN)/python -m pytest -n 2 -q --durations=15
 
 clean:
 	rm -rf $(VENV) demo_out .pytest_cache

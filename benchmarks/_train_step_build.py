@@ -43,6 +43,7 @@ class StepReport:
     compile_s: float
     compile_cpu_s: float = 0.0
     compiled: Any = None
+    make_inputs: Any = None  # () -> (state, batch, key): concrete arguments of ``compiled``
 
     @property
     def per_sample_gib(self) -> float:
@@ -122,10 +123,36 @@ def compile_train_step(
     compiled = step.lower(state, data, key).compile()
     seconds, cpu_seconds = time.perf_counter() - t0, time.process_time() - c0
     mem = compiled.memory_analysis()
+
+    def make_inputs() -> tuple[Any, dict[str, Any], jax.Array]:
+        rng = jax.random.key_data(jax.random.key(0))
+        one_real = {k: jax.numpy.full(v.shape, 0.5, v.dtype) for k, v in one.items()}
+        real_state = jax.jit(create)(rng, one_real)
+        batch_real = {k: jax.random.uniform(jax.random.key(i + 1), v.shape, v.dtype) for i, (k, v) in enumerate(data.items())}
+        return real_state, batch_real, rng
+
     return StepReport(
         name, batch, size, int(cfg.bands), int(mem.temp_size_in_bytes), int(mem.argument_size_in_bytes),
-        int(mem.output_size_in_bytes), seconds, cpu_seconds, compiled,
+        int(mem.output_size_in_bytes), seconds, cpu_seconds, compiled, make_inputs,
     )  # fmt: skip
+
+
+def time_steps(report: StepReport, steps: int) -> float:
+    """Median wall seconds of one call of ``report.compiled`` on random inputs (``steps`` timed
+    calls after one untimed; the state is donated, so each call takes the previous one's)."""
+    import jax
+    import numpy as np
+
+    state, batch, rng = report.make_inputs()
+    state, _ = report.compiled(state, batch, rng)
+    jax.block_until_ready(state)
+    times = []
+    for _ in range(steps):
+        t0 = time.perf_counter()
+        state, metrics = report.compiled(state, batch, rng)
+        jax.block_until_ready(metrics)
+        times.append(time.perf_counter() - t0)
+    return float(np.median(times))
 
 
 _VALUE = re.compile(r"value: <\d+ ([^ @>]+)[^>]*> \(size=(\d+),offset=(\d+)\): (\S+)")

@@ -32,18 +32,48 @@ def use_low_memory_cpu_scheduler(environ: MutableMapping[str, str] | None = None
       True when the flag was added to ``XLA_FLAGS``; False when the user already set it (their
       value wins) or JAX's backends are already running (then a warning says it came too late).
     """
+    return _add_xla_flag(_FLAG_NAME, LOW_MEMORY_CPU_FLAG, environ, "use_low_memory_cpu_scheduler")
+
+
+FAST_COMPILE_FLAG = "--xla_backend_optimization_level=0"
+FAST_COMPILE_ENV = "PANSHARP_FAST_COMPILE"
+
+
+def use_fast_compile(environ: MutableMapping[str, str] | None = None) -> bool:
+    """Compile with the backend's (LLVM's) code optimisations off: XLA:CPU compiles in about half the time.
+
+    Most of XLA:CPU's compile time is LLVM optimising the generated kernels. Without it the
+    numbers stay the same IEEE float arithmetic (no fast-math), only the order of some
+    roundings can change, and the compiled code runs slower on large arrays. Worth it when
+    compiling dominates: the test suite, smoke runs, notebooks, short experiments (the README's
+    "Compile time" table has both sides). The CLI and the trainer apply it when
+    ``$PANSHARP_FAST_COMPILE`` is ``1``.
+
+    Args / returns: as :func:`use_low_memory_cpu_scheduler`.
+    """
+    return _add_xla_flag("xla_backend_optimization_level", FAST_COMPILE_FLAG, environ, "use_fast_compile")
+
+
+def fast_compile_requested(environ: MutableMapping[str, str] | None = None) -> bool:
+    """Whether ``$PANSHARP_FAST_COMPILE`` asks for :func:`use_fast_compile` (``1``/``on``/``true``/``yes``)."""
+    env = os.environ if environ is None else environ
+    return env.get(FAST_COMPILE_ENV, "").strip().lower() in ("1", "on", "true", "yes")
+
+
+def _add_xla_flag(name: str, flag: str, environ: MutableMapping[str, str] | None, caller: str) -> bool:
+    """Append ``flag`` to ``XLA_FLAGS`` unless a value of ``name`` is already there (see callers)."""
     env = os.environ if environ is None else environ
     flags = env.get("XLA_FLAGS", "")
-    if _FLAG_NAME in flags:
+    if name in flags:
         return False
     if environ is None and _backends_running():
         warnings.warn(
-            "use_low_memory_cpu_scheduler: JAX's backends already started, XLA_FLAGS is no longer read; "
+            f"{caller}: JAX's backends already started, XLA_FLAGS is no longer read; "
             "call it before the first JAX computation",
-            stacklevel=2,
+            stacklevel=3,
         )
         return False
-    env["XLA_FLAGS"] = f"{flags} {LOW_MEMORY_CPU_FLAG}".strip()
+    env["XLA_FLAGS"] = f"{flags} {flag}".strip()
     return True
 
 
@@ -103,3 +133,14 @@ def enable_compilation_cache(directory: str | None = None, environ: MutableMappi
         return None
     jax.config.update("jax_compilation_cache_dir", path)
     return path
+
+
+def configure_entry_point() -> None:
+    """The process settings of the commands that run whole jobs (``pansharp``, ``python -m
+    pansharp_jax.train``), before their first JAX computation: the low-memory CPU scheduler,
+    fast compiles when ``$PANSHARP_FAST_COMPILE`` asks for them, and the persistent
+    compilation cache."""
+    use_low_memory_cpu_scheduler()
+    if fast_compile_requested():
+        use_fast_compile()
+    enable_compilation_cache()

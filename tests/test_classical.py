@@ -55,7 +55,9 @@ def test_batched_equals_per_image_and_hwc_pan(name: str) -> None:
         both = np.asarray(fuse(None, lrms, pan, sensor="QB", ratio=4))
         one = np.asarray(fuse(None, lrms[1], pan[1, ..., 0], sensor="QB", ratio=4))  # (H, W) PAN accepted
     assert both.shape == (2, 128, 128, 4) and both.dtype == np.float64
-    np.testing.assert_allclose(both[1], one, rtol=1e-10, atol=1e-12)
+    # two separately compiled float64 programs: PRACS's regressions round differently in the last
+    # bits (1.6e-10 relative at one pixel with LLVM's optimisations off, as the suite compiles)
+    np.testing.assert_allclose(both[1], one, rtol=1e-9, atol=1e-12)
 
 
 @pytest.mark.parametrize("name", sorted(classical.METHODS))

@@ -236,8 +236,11 @@ def test_compare_scores_clipped_products_as_the_readme_table(capsys: pytest.Capt
                       "-o", out, "--no-progress")  # fmt: skip
     assert rc == 0, err
     scores = {r["method"]: r["metrics"] for r in json.loads((out / "metrics.json").read_text())["results"]}
-    assert scores["cannet"]["SAM"] == pytest.approx(5.833, abs=1e-3)
-    assert scores["cannet"]["ERGAS"] == pytest.approx(6.415, abs=1e-3)
+    # 2e-3: CANNet's k-means assignments follow the last bits of its distances, which another
+    # compiled program rounds differently (LLVM's optimisations off, as the suite compiles: SAM
+    # 5.8342; the frequency report's run 5.834); unclipped scoring is 0.56 / 0.25 away
+    assert scores["cannet"]["SAM"] == pytest.approx(5.833, abs=2e-3)
+    assert scores["cannet"]["ERGAS"] == pytest.approx(6.415, abs=2e-3)
 
 
 def test_eval_tiled_equals_whole_scene_full_resolution(capsys: pytest.CaptureFixture[str], pair: tuple[Path, Path], tmp_path: Path) -> None:

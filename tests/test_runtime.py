@@ -87,3 +87,43 @@ def test_a_second_process_loads_the_program_from_the_cache(tmp_path) -> None:
         assert res.returncode == 0, res.stderr[-2000:]
     assert [r.stdout.split()[-1] for r in runs] == ["miss", "hit"]
     assert any((tmp_path / "cache").iterdir())
+
+
+def test_fast_compile_flag_once_env_switch_and_a_user_level_wins() -> None:
+    from pansharp_jax.runtime import FAST_COMPILE_FLAG, fast_compile_requested, use_fast_compile
+
+    env: dict[str, str] = {"XLA_FLAGS": LOW_MEMORY_CPU_FLAG}
+    assert use_fast_compile(env) is True and env["XLA_FLAGS"].split() == [LOW_MEMORY_CPU_FLAG, FAST_COMPILE_FLAG]
+    assert use_fast_compile(env) is False and env["XLA_FLAGS"].split() == [LOW_MEMORY_CPU_FLAG, FAST_COMPILE_FLAG]
+    mine = {"XLA_FLAGS": "--xla_backend_optimization_level=2"}
+    assert use_fast_compile(mine) is False and mine["XLA_FLAGS"] == "--xla_backend_optimization_level=2"
+    for value, want in (("1", True), ("on", True), (" Yes ", True), ("0", False), ("", False), ("off", False)):
+        assert fast_compile_requested({"PANSHARP_FAST_COMPILE": value}) is want, value
+    assert fast_compile_requested({}) is False
+
+
+def test_fast_compile_computes_the_same_numbers_and_the_entry_point_applies_it() -> None:
+    # two fresh processes (XLA reads its flags once): a conv, a matmul and a reduction in float32
+    code = (
+        "import os, jax, jax.numpy as jnp, numpy as np\n"
+        "from pansharp_jax.runtime import configure_entry_point\n"
+        "configure_entry_point()\n"
+        "x = jax.random.normal(jax.random.key(0), (2, 32, 32, 8))\n"
+        "w = jax.random.normal(jax.random.key(1), (3, 3, 8, 16))\n"
+        "y = jax.lax.conv_general_dilated(x, w, (1, 1), 'SAME', dimension_numbers=('NHWC', 'HWIO', 'NHWC'))\n"
+        "z = jnp.tanh(y.reshape(-1, 16) @ w.reshape(72, 16).T[:16]).sum(0)\n"
+        "print('level0' if 'optimization_level=0' in os.environ.get('XLA_FLAGS', '') else 'default')\n"
+        "print(' '.join(repr(float(v)) for v in z))\n"
+    )
+    base = {k: v for k, v in os.environ.items() if k not in ("XLA_FLAGS", "PANSHARP_FAST_COMPILE")}
+    base.update(JAX_PLATFORMS="cpu", PANSHARP_COMPILATION_CACHE="off")
+    out = {}
+    for switch in ("0", "1"):
+        res = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env={**base, "PANSHARP_FAST_COMPILE": switch}, timeout=120)
+        assert res.returncode == 0, res.stderr[-2000:]
+        mode, values = res.stdout.splitlines()[-2:]
+        out[mode] = [float(v) for v in values.split()]
+    assert set(out) == {"level0", "default"}
+    import numpy as np
+
+    np.testing.assert_allclose(out["level0"], out["default"], rtol=1e-5, atol=1e-4)

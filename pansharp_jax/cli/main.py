@@ -24,7 +24,7 @@ from collections.abc import Sequence
 from pansharp_jax import __version__
 from pansharp_jax.cli._common import Parser, UsageError, one_line
 from pansharp_jax.errors import InputError
-from pansharp_jax.runtime import enable_compilation_cache, use_low_memory_cpu_scheduler
+from pansharp_jax.runtime import configure_entry_point
 
 # One module per command, each with add_parser(sub, parents); in --help order.
 COMMANDS = ("fuse", "eval", "compare", "train", "demo", "simulate", "analyze", "sample", "video", "restore")
@@ -62,8 +62,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"pansharp: error: {one_line(str(e))}", file=sys.stderr)
         return 2
     args.overrides = overrides
-    use_low_memory_cpu_scheduler()  # before the first JAX computation (see pansharp_jax.runtime)
-    enable_compilation_cache()  # a second run loads its compiled programs from disk
+    configure_entry_point()  # XLA flags and the compilation cache, before the first JAX computation
     if getattr(args, "command", None) == "demo" and args.seed is None:
         from pansharp_jax.data.demo import DEMO_SEED
 

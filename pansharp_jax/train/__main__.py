@@ -35,7 +35,7 @@ from collections.abc import Sequence
 from typing import Any
 
 from pansharp_jax.errors import InputError
-from pansharp_jax.runtime import enable_compilation_cache, use_low_memory_cpu_scheduler
+from pansharp_jax.runtime import configure_entry_point
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -181,8 +181,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m pansharp_jax.train", description="Train a learned fusion method.")
     add_arguments(parser)
     args = parser.parse_args(rest)
-    use_low_memory_cpu_scheduler()  # before the first JAX computation (see pansharp_jax.runtime)
-    enable_compilation_cache()  # a second run loads its compiled programs from disk
+    configure_entry_point()  # XLA flags and the compilation cache, before the first JAX computation
     from pansharp_jax.train.loop import TrainingInterrupted
 
     try:

@@ -19,11 +19,11 @@ REPO = Path(__file__).resolve().parents[1]
 # suite keeps the user's cache folder untouched and its timings independent of earlier runs.
 os.environ.setdefault("PANSHARP_COMPILATION_CACHE", "off")
 
-# Most of the suite's time is XLA:CPU compiling small programs, and most of that is LLVM
+# Much of the suite's time is XLA:CPU compiling small programs, and much of that is LLVM
 # optimising the generated code. The tests' arrays are small, so they compile with those
-# optimisations off (pansharp_jax.runtime.use_fast_compile): the suite takes about half the
-# time; the arithmetic stays IEEE float (no fast-math), only the order of some roundings can
-# differ. A level set in XLA_FLAGS by the user wins.
+# optimisations off (pansharp_jax.runtime.use_fast_compile; the README's "Compile time" has the
+# suite's time both ways); the arithmetic stays IEEE float (no fast-math), only the order of
+# some roundings can differ. A level set in XLA_FLAGS by the user wins.
 use_fast_compile()
 
 

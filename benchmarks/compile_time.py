@@ -58,7 +58,8 @@ def main(argv: list[str] | None = None) -> int:
         try:
             r = tsb.compile_train_step(name, args.batch, size=args.size, bands=args.bands)
         except Exception as e:  # noqa: BLE001  (report and go on)
-            print(f"| {name} | {args.batch} | failed: {type(e).__name__}: {str(e).splitlines()[0][:100]} | | |", flush=True)
+            empty = " | | |" + (" |" if steps else "")  # the row keeps the header's column count
+            print(f"| {name} | {args.batch} | failed: {type(e).__name__}: {str(e).splitlines()[0][:100]}{empty}", flush=True)
             continue
         step = f" {1e3 * tsb.time_steps(r, args.time_steps):.1f} |" if steps else ""
         print(f"| {name} | {r.batch} | {r.compile_s:.1f} | {r.compile_cpu_s:.1f} | {r.temp / tsb.GIB:.2f} |{step}", flush=True)

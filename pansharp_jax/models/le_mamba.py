@@ -162,6 +162,8 @@ from pansharp_jax.errors import InputError
 from pansharp_jax.models.registry import ModelEntry
 from pansharp_jax.nn.scan2d import (
     DIRECTION_MODES,
+    cross_merge,
+    cross_scan,
     direction_transforms,
     use_serial_directions,
     window_merge,
@@ -403,24 +405,6 @@ def scan_1d(
     return y.reshape((b,) + y.shape[2:]), hT.reshape((b,) + hT.shape[2:])
 
 
-# The 4 scan directions (``pansharp_jax.nn.scan2d.cross_scan`` order): rows forward, rows
-# reversed, columns forward, columns reversed. Reversed directions scan the same sequence
-# backwards, so no flipped copy of the map is made for the loop scan.
-_DIRECTIONS = ((False, False), (False, True), (True, False), (True, True))  # (columns, reverse)
-
-
-def _sequence(x: jax.Array, columns: bool) -> jax.Array:
-    """(b, H, W, D) -> (b, H*W, D), row-major or column-major."""
-    b, h, w, d = x.shape
-    return (jnp.swapaxes(x, 1, 2) if columns else x).reshape(b, h * w, d)
-
-
-def _grid(y: jax.Array, h: int, w: int, columns: bool) -> jax.Array:
-    """Inverse of :func:`_sequence`."""
-    b, _, d = y.shape
-    return jnp.swapaxes(y.reshape(b, w, h, d), 1, 2) if columns else y.reshape(b, h, w, d)
-
-
 # ---------------------------------------------------------------------------- layers
 
 
@@ -503,12 +487,21 @@ def _shift_depthwise_bwd(lo, res, gy):
 _shift_depthwise.defvjp(_shift_depthwise_fwd, _shift_depthwise_bwd)
 
 
-def _drop_path(module: nn.Module, x: jax.Array, rate: float, train: bool) -> jax.Array:
-    """Stochastic depth: zero a whole sample's residual branch with probability ``rate`` (training only)."""
+def _drop_path_keep(module: nn.Module, branches: int, batch: int, rate: float, train: bool) -> jax.Array | None:
+    """Stochastic-depth keep masks (branches, batch) for ``branches`` residual branches of a
+    block, drawn in one random call (each call is a threefry hash XLA compiles separately);
+    None when nothing is dropped (evaluation, or ``rate`` 0)."""
     if not train or rate <= 0.0:
+        return None
+    return jax.random.bernoulli(module.make_rng("dropout"), 1.0 - rate, (branches, batch))
+
+
+def _drop_path(x: jax.Array, keep: jax.Array | None, rate: float) -> jax.Array:
+    """A residual branch x (b, ...) with whole samples zeroed where ``keep`` (b,) is False and
+    the rest scaled by 1 / (1 - rate); x itself when ``keep`` is None."""
+    if keep is None:
         return x
-    keep = jax.random.bernoulli(module.make_rng("dropout"), 1.0 - rate, (x.shape[0],) + (1,) * (x.ndim - 1))
-    return jnp.where(keep, x / (1.0 - rate), 0.0)
+    return jnp.where(keep.reshape((x.shape[0],) + (1,) * (x.ndim - 1)), x / (1.0 - rate), 0.0)
 
 
 class SS2D(nn.Module):
@@ -567,18 +560,19 @@ class SS2D(nn.Module):
             if self.state_share == "input":
                 wg = self.param("state_gate", _normal(1.0 if big else d**-0.5), (k, d, n))
 
-        method = pick_scan_method(
-            self.scan_method, b, h * w, d, n, chunk=self.chunk, budget=self.scan_budget, large_method=self.large_scan
-        )
-        # per-direction arrays, leading axis K (the direction), in _DIRECTIONS order
+        serial = use_serial_directions(self.scan_directions, b * h * w * d)
+        # vmapped directions run K scans at once: each gets 1/K of the element budget
+        budget = self.scan_budget if serial or not self.scan_budget else max(1, self.scan_budget // k)
+        method = pick_scan_method(self.scan_method, b, h * w, d, n, chunk=self.chunk, budget=budget, large_method=self.large_scan)
+        # per-direction arrays, leading axis K (the direction), in cross_scan order
         per_direction = [x_proj, dt_proj, dt_bias, -jnp.exp(a_log), ds]
         if share:
             per_direction += [jnp.moveaxis(s, 1, 0), ratio]  # (K, b, D, N), (K, D)
             if self.state_share == "input":
                 per_direction.append(wg)
 
-        def direction(u: jax.Array, p: list[jax.Array], reverse: bool) -> tuple[jax.Array, jax.Array]:
-            """One direction: u (b, L, D) tokens in the direction's order (``reverse``: scanned from the end)."""
+        def direction(u: jax.Array, p: list[jax.Array]) -> tuple[jax.Array, jax.Array]:
+            """One direction: u (b, L, D) tokens in the direction's order, scanned first to last."""
             xp, dtp, dtb, a_k, d_k = p[:5]
             dts, Bs, Cs = jnp.split(u @ xp, [rank, rank + n], axis=-1)
             h0 = jnp.zeros((b, d, n), u.dtype)
@@ -589,30 +583,27 @@ class SS2D(nn.Module):
                 h0 = p[5] * p[6][:, None]
             return scan_1d(
                 u, dts @ dtp, a_k, Bs, Cs, d_k, dtb, h0,
-                reverse=reverse, method=method, chunk=self.chunk, budget=self.scan_budget, remat=self.remat,
+                reverse=False, method=method, chunk=self.chunk, budget=budget, remat=self.remat,
             )  # fmt: skip
 
-        if use_serial_directions(self.scan_directions, b * h * w * d):
+        if serial:
             # one direction alive at a time (whole scenes): reorder, scan forward, add back in place
             to_fns, back_fns = direction_transforms(k, (h, w))
             tokens = x.reshape(b, h * w, d)
 
             def serial_step(acc, p):
-                yk, hk = direction(jax.lax.switch(p[0], to_fns, tokens), list(p[1:]), False)
+                yk, hk = direction(jax.lax.switch(p[0], to_fns, tokens), list(p[1:]))
                 return acc + jax.lax.switch(p[0], back_fns, yk), hk
 
             if self.remat_blocks:  # keep one direction's residuals, not all four
                 serial_step = jax.checkpoint(serial_step)
             y, states = jax.lax.scan(serial_step, jnp.zeros_like(tokens), (jnp.arange(k), *per_direction))
             y, state = y.reshape(b, h, w, d), jnp.moveaxis(states, 0, 1)  # state (b, K, D, N)
-        else:  # all four in one graph; reversed directions scan the same sequence backwards (no flipped copy)
-            y, states = None, []
-            for kk, (columns, reverse) in enumerate(_DIRECTIONS):
-                yk, hk = direction(_sequence(x, columns), [v[kk] for v in per_direction], reverse)
-                yk = _grid(yk, h, w, columns)
-                y = yk if y is None else y + yk
-                states.append(hk)
-            state = jnp.stack(states, axis=1)  # (b, K, D, N)
+        else:  # all four as one scan vmapped over the directions (one scan to compile, not four)
+            seqs = jnp.moveaxis(cross_scan(x), 1, 0)  # (K, b, L, D), reversed directions flipped
+            ys, states = jax.vmap(lambda u, *p: direction(u, list(p)))(seqs, *per_direction)
+            y = cross_merge(jnp.moveaxis(ys, 0, 1), h, w).reshape(b, h, w, d)
+            state = jnp.moveaxis(states, 0, 1)  # (b, K, D, N)
         y = nn.LayerNorm(epsilon=1e-5, use_fast_variance=False, name="out_norm")(y)
         y = y * jax.nn.silu(z)
         return nn.Dense(c, use_bias=False, kernel_init=_dense_init, name="out_proj")(y), state
@@ -633,17 +624,18 @@ class VSSBlock(nn.Module):
     @nn.compact
     def __call__(self, x, prev=None, skip=None, train: bool = False):
         c = x.shape[-1]
+        keep = _drop_path_keep(self, 2, x.shape[0], self.drop_path, train)  # (SS2D, MLP) branches
         y = nn.LayerNorm(epsilon=1e-6, use_fast_variance=False, name="norm")(x)
         y, state = SS2D(
             self.d_state, self.expand, self.conv, self.share_prev, self.skip_proj, name="ssm", **dict(self.scan or {})
         )(y, prev, skip)
-        x = x + _drop_path(self, y, self.drop_path, train)
+        x = x + _drop_path(y, None if keep is None else keep[0], self.drop_path)
         hidden = int(c * self.mlp_ratio)
         y = nn.LayerNorm(epsilon=1e-6, use_fast_variance=False, name="norm2")(x)
         y = nn.Dense(2 * hidden, kernel_init=_dense_init, name="fc1")(y)
         a, g = jnp.split(y, 2, axis=-1)
         y = nn.Dense(c, kernel_init=_dense_init, name="fc2")(a * jax.nn.gelu(g, approximate=False))
-        return x + _drop_path(self, y, self.drop_path, train), state
+        return x + _drop_path(y, None if keep is None else keep[1], self.drop_path), state
 
 
 class LEBlock(nn.Module):

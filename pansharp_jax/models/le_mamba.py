@@ -99,10 +99,12 @@ states materialises (batch, L, D, N) arrays (associative/sequential methods). Th
 keeps each scan call under ``scan_budget`` elements: window batches are scanned in groups
 (``lax.map``), and a global scan whose single image already exceeds the budget runs the
 ``'chunked'`` method (chunks of ``chunk`` tokens, only (batch, chunk, D, N) alive; ``remat``
-additionally checkpoints each chunk for training). The four SS2D directions run one after
-the other (a ``lax.scan`` over directions, ``scan_directions='auto'`` once a map has 2**23
-elements per direction): written as four independent branches, XLA computes the
-projections of all four up front and keeps them alive together.
+additionally checkpoints each chunk for training). The four SS2D directions run as one scan
+``vmap``-ped over the directions (``scan_directions='batched'``: one loop per layer to
+compile; the reversed directions scan flipped copies of the tokens, and a vmapped scan call
+gets a quarter of ``scan_budget``), or one after the other (a ``lax.scan`` over directions,
+``'serial'``, which ``'auto'`` picks once a map has 2**23 elements per direction): batched,
+all four directions' activations are alive together.
 
 **Scan method and training memory.** ``scan_method='auto'`` (the config default) builds the
 module with ``'sequential'`` on CPU and ``'chunked'`` + ``remat`` on accelerators. Both keep

@@ -117,16 +117,18 @@ of ``small``). Planned temporaries of the trainer's step (L1, Adam; 64 x 64, 8 b
 preset ``small``, directions 'auto'   batch  temp GiB  GiB / sample  compile s
 ====================================  =====  ========  ============  =================
 'associative' (the former default)        1      13.4          13.4  206
-'auto' = 'sequential' on CPU              1     0.441         0.441  112 (108 CPU s)
-'auto' = 'sequential' on CPU              2     0.878         0.439  174
-'auto' = 'sequential' on CPU             32     13.84         0.433  147
+'auto' = 'sequential' on CPU              1     0.660         0.660  45 (65 CPU s)
+'auto' = 'sequential' on CPU              2     1.317         0.659  44
+'auto' = 'sequential' on CPU             32     14.22         0.444  47 (67 CPU s)
 ====================================  =====  ========  ============  =================
 
-(2-core CPU shared with other jobs, load ~5: wall times are inflated. With
-``scan_directions='serial'`` batch 1 plans 0.438 GiB and compiles in 128 s. The compile
-time is dominated by the 19 VSS blocks (13 global, 6 windowed), each with 4 scan directions
-and a hand-written reverse mode; the blocks differ (state sharing, skip projections,
-drop-path rates), so they are not a ``nn.scan`` of identical blocks as they stand.)
+(idle 2-core CPU; the compile uses both cores, hence CPU s above wall s.) Before the four
+directions were one vmapped scan (four unrolled branches, each its own loop and hand-written
+reverse mode), batch 32 planned 13.84 GiB and compiled in 67 s (94 CPU s) on the same idle
+machine, batch 1 0.441 GiB: the vmapped form compiles a quarter of the scan code and costs
+3 % more memory at batch 32 (50 % at batch 1, where XLA's schedule differs). The blocks differ
+(state sharing, skip projections, drop-path rates), so they are not a ``nn.scan`` of identical
+blocks as they stand; each block draws its two drop-path masks in one random call.
 
 Choices where the records leave things open (all configurable):
 

@@ -45,8 +45,8 @@ def use_fast_compile(environ: MutableMapping[str, str] | None = None) -> bool:
     Much of XLA:CPU's compile time is LLVM optimising the generated kernels. Without it the
     numbers stay the same IEEE float arithmetic (no fast-math), only the order of some
     roundings can change. Measured on a 2-core CPU (README, "Compile time"): train steps
-    compile in 18-55 % less time (LE-Mamba ``small`` at batch 32: 52 CPU s instead of 112-123),
-    and run 1.1-7x slower. So it pays only where compiling dominates: the test suite, smoke
+    compile in 18-55 % less time (LE-Mamba ``small`` at batch 32, before its scan directions
+    were vmapped: 52 CPU s instead of 112-123), and run 1.1-7x slower. So it pays only where compiling dominates: the test suite, smoke
     runs, notebooks on tiny configs; never for real training. The CLI and the trainer apply it
     when ``$PANSHARP_FAST_COMPILE`` is ``1``.
 

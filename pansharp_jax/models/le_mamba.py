@@ -325,19 +325,18 @@ def loop_scan(
     Ds: jax.Array,
     delta_bias: jax.Array,
     h0: jax.Array,
-    reverse: bool = False,
 ) -> tuple[jax.Array, jax.Array]:
     """The selective scan as one ``lax.scan`` over tokens that discretises inside the step.
 
     Shapes as :func:`~pansharp_jax.nn.selective_scan.selective_scan` (u, delta (b, L, D); A (D, N);
     B, C (b, L, N); Ds, delta_bias (D,); h0 (b, D, N)), with ``D`` and ``delta_bias`` given and
-    softplus on. ``reverse`` scans from the last token to the first (outputs stay in place).
+    softplus on, first token to last (reversed directions get flipped tokens).
     Only the (b, D, N) state is alive in the forward pass (nothing of size L x N is built): the
     fastest form on CPU (about 10x the chunked associative scan at L = 1e5) and the leanest.
     """
     # the hand-written reverse mode of the sequential scan (stores only the (b, L, .) inputs and
     # recomputes the states in the backward pass; JAX's own would keep several (b, L, D, N) arrays)
-    y, hT = seq_scan_core(jax.nn.softplus(delta + delta_bias), u, A, B, C, h0, reverse)
+    y, hT = seq_scan_core(jax.nn.softplus(delta + delta_bias), u, A, B, C, h0, False)
     return y + u * Ds, hT
 
 
@@ -370,17 +369,15 @@ def scan_1d(
     delta_bias: jax.Array,
     h0: jax.Array,
     *,
-    reverse: bool,
     method: str,
     chunk: int,
     budget: int,
     remat: bool,
 ) -> tuple[jax.Array, jax.Array]:
-    """One scan direction (shapes as :func:`loop_scan`), forward or ``reverse``, under a budget.
+    """One scan direction (shapes as :func:`loop_scan`), first token to last, under a budget.
 
     ``method``: ``'sequential'``, ``'associative'``, ``'chunked'``
-    (:func:`~pansharp_jax.nn.selective_scan.selective_scan`, on flipped sequences for
-    ``reverse``) or ``'loop'`` (:func:`loop_scan`). When the arrays the method keeps alive
+    (:func:`~pansharp_jax.nn.selective_scan.selective_scan`) or ``'loop'`` (:func:`loop_scan`). When the arrays the method keeps alive
     (``'loop'``: the (D, N) state per row; ``'chunked'``: (chunk, D, N) per row; else (L, D, N))
     exceed ``budget`` elements for the whole batch (e.g. thousands of windows), the rows are
     scanned in the largest groups that fit, one group after the other (``lax.map``).
@@ -393,13 +390,10 @@ def scan_1d(
 
     def run(u, delta, B, C, h0):
         if method == "loop":
-            return loop_scan(u, delta, A, B, C, Ds, delta_bias, h0, reverse)
-        flip = (lambda x: jnp.flip(x, axis=1)) if reverse else (lambda x: x)  # noqa: E731
-        y, hT = selective_scan(
-            flip(u), flip(delta), A, flip(B), flip(C), Ds, None, delta_bias, True,
-            h0=h0, method=method, chunk=chunk, return_state=True, remat=remat,
-        )  # fmt: skip
-        return flip(y), hT
+            return loop_scan(u, delta, A, B, C, Ds, delta_bias, h0)
+        return selective_scan(
+            u, delta, A, B, C, Ds, None, delta_bias, True, h0=h0, method=method, chunk=chunk, return_state=True, remat=remat
+        )
 
     if rows == b:
         return run(u, delta, B, C, h0)
@@ -500,12 +494,13 @@ def _drop_path_keep(module: nn.Module, branches: int, batch: int, rate: float, t
     return jax.random.bernoulli(module.make_rng("dropout"), 1.0 - rate, (branches, batch))
 
 
-def _drop_path(x: jax.Array, keep: jax.Array | None, rate: float) -> jax.Array:
-    """A residual branch x (b, ...) with whole samples zeroed where ``keep`` (b,) is False and
-    the rest scaled by 1 / (1 - rate); x itself when ``keep`` is None."""
+def _drop_path(x: jax.Array, keep: jax.Array | None, branch: int, rate: float) -> jax.Array:
+    """Residual branch ``branch`` x (b, ...) of a block with whole samples zeroed where
+    ``keep[branch]`` (b,) is False and the rest scaled by 1 / (1 - rate); x itself when
+    ``keep`` is None."""
     if keep is None:
         return x
-    return jnp.where(keep.reshape((x.shape[0],) + (1,) * (x.ndim - 1)), x / (1.0 - rate), 0.0)
+    return jnp.where(keep[branch].reshape((x.shape[0],) + (1,) * (x.ndim - 1)), x / (1.0 - rate), 0.0)
 
 
 class SS2D(nn.Module):
@@ -587,7 +582,7 @@ class SS2D(nn.Module):
                 h0 = p[5] * p[6][:, None]
             return scan_1d(
                 u, dts @ dtp, a_k, Bs, Cs, d_k, dtb, h0,
-                reverse=False, method=method, chunk=self.chunk, budget=budget, remat=self.remat,
+                method=method, chunk=self.chunk, budget=budget, remat=self.remat,
             )  # fmt: skip
 
         if serial:
@@ -633,13 +628,13 @@ class VSSBlock(nn.Module):
         y, state = SS2D(
             self.d_state, self.expand, self.conv, self.share_prev, self.skip_proj, name="ssm", **dict(self.scan or {})
         )(y, prev, skip)
-        x = x + _drop_path(y, None if keep is None else keep[0], self.drop_path)
+        x = x + _drop_path(y, keep, 0, self.drop_path)
         hidden = int(c * self.mlp_ratio)
         y = nn.LayerNorm(epsilon=1e-6, use_fast_variance=False, name="norm2")(x)
         y = nn.Dense(2 * hidden, kernel_init=_dense_init, name="fc1")(y)
         a, g = jnp.split(y, 2, axis=-1)
         y = nn.Dense(c, kernel_init=_dense_init, name="fc2")(a * jax.nn.gelu(g, approximate=False))
-        return x + _drop_path(y, None if keep is None else keep[1], self.drop_path), state
+        return x + _drop_path(y, keep, 1, self.drop_path), state
 
 
 class LEBlock(nn.Module):
